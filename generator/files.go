@@ -1,0 +1,56 @@
+package generator
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"sort"
+)
+
+// File policies decide what `upgrade` may do with a file.
+const (
+	PolicyMerge   = "merge"   // 3-way merged with the team's edits
+	PolicySeed    = "seed"    // created once, never touched again
+	PolicyManaged = "managed" // always regenerated; a local edit becomes a conflict
+)
+
+// File is one generated file, in memory.
+type File struct {
+	Path   string      // slash-separated, relative to the project root
+	Data   []byte      //
+	Mode   fs.FileMode // 0644 or 0755 (0600 for secrets)
+	Policy string      // empty for files opsready does not track (secrets, .env)
+}
+
+// SHA256 is the hex SHA-256 of the file's content, as recorded in the lock file.
+func (f File) SHA256() string { return HashBytes(f.Data) }
+
+// HashBytes is the hex SHA-256 of b.
+func HashBytes(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// Files is a rendered tree sorted by path.
+type Files []File
+
+// Sort orders the files by path and rejects duplicates.
+func (fs Files) Sort() error {
+	sort.Slice(fs, func(i, j int) bool { return fs[i].Path < fs[j].Path })
+	for i := 1; i < len(fs); i++ {
+		if fs[i].Path == fs[i-1].Path {
+			return fmt.Errorf("two files render to %s", fs[i].Path)
+		}
+	}
+	return nil
+}
+
+// Get returns the file at path.
+func (fs Files) Get(path string) (File, bool) {
+	i := sort.Search(len(fs), func(i int) bool { return fs[i].Path >= path })
+	if i < len(fs) && fs[i].Path == path {
+		return fs[i], true
+	}
+	return File{}, false
+}

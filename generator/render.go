@@ -1,0 +1,170 @@
+package generator
+
+import (
+	"bytes"
+	"fmt"
+	"go/format"
+	"io/fs"
+	"path"
+	"strings"
+	"text/template"
+)
+
+// Rule maps, filters and classifies blueprint files. Rules are applied in order; each rule
+// whose Glob matches the file's current path applies: When must hold (or the file is not
+// generated), To moves the matched folder (Glob must end in "/**"), Policy sets the policy.
+type Rule struct {
+	Glob   string `yaml:"glob"`
+	When   string `yaml:"when,omitempty"`
+	To     string `yaml:"to,omitempty"`
+	Policy string `yaml:"policy,omitempty"`
+}
+
+// Check validates a rule, so a broken blueprint fails when it is loaded.
+func (r Rule) Check() error {
+	if r.Glob == "" {
+		return fmt.Errorf("rule without glob")
+	}
+	if _, err := path.Match(strings.ReplaceAll(r.Glob, "**", "*"), ""); err != nil {
+		return fmt.Errorf("rule %q: %w", r.Glob, err)
+	}
+	if r.To != "" && !strings.HasSuffix(r.Glob, "/**") {
+		return fmt.Errorf("rule %q: `to` needs a glob ending in /**", r.Glob)
+	}
+	switch r.Policy {
+	case "", PolicyMerge, PolicySeed, PolicyManaged:
+	default:
+		return fmt.Errorf("rule %q: unknown policy %q (allowed: merge, seed, managed)", r.Glob, r.Policy)
+	}
+	if r.When != "" {
+		if err := CheckExpr(r.When); err != nil {
+			return fmt.Errorf("rule %q: when: %w", r.Glob, err)
+		}
+	}
+	return nil
+}
+
+// Render renders every file of fsys for the given answers, in memory. Only *.tmpl files are
+// rendered (suffix stripped); others are copied byte for byte. Path segments may hold
+// template actions; a path with a segment that renders empty is not generated.
+func Render(fsys fs.FS, rules []Rule, data map[string]any) (Files, error) {
+	var out Files
+	err := fs.WalkDir(fsys, ".", func(src string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		f, ok, err := renderOne(fsys, src, rules, data)
+		if err != nil {
+			return fmt.Errorf("render %s: %w", src, err)
+		}
+		if ok {
+			out = append(out, f)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, out.Sort()
+}
+
+func renderOne(fsys fs.FS, src string, rules []Rule, data map[string]any) (File, bool, error) {
+	cur, policy := src, PolicyMerge
+	for _, r := range rules {
+		if !Match(r.Glob, cur) {
+			continue
+		}
+		if r.When != "" {
+			ok, err := EvalBool(r.When, data)
+			if err != nil {
+				return File{}, false, fmt.Errorf("rule %q: %w", r.Glob, err)
+			}
+			if !ok {
+				return File{}, false, nil
+			}
+		}
+		if r.To != "" {
+			cur = path.Join(r.To, strings.TrimPrefix(cur, strings.TrimSuffix(r.Glob, "**")))
+		}
+		if r.Policy != "" {
+			policy = r.Policy
+		}
+	}
+	if strings.Contains(cur, "{{") {
+		segs := strings.Split(cur, "/")
+		for i, s := range segs {
+			out, err := Eval(s, data)
+			if err != nil {
+				return File{}, false, fmt.Errorf("path: %w", err)
+			}
+			if out = strings.TrimSpace(out); out == "" {
+				return File{}, false, nil
+			}
+			if strings.ContainsAny(out, "/\\") || out == "." || out == ".." {
+				return File{}, false, fmt.Errorf("path segment %q renders to %q", s, out)
+			}
+			segs[i] = out
+		}
+		cur = strings.Join(segs, "/")
+	}
+	raw, err := fs.ReadFile(fsys, src)
+	if err != nil {
+		return File{}, false, err
+	}
+	info, err := fs.Stat(fsys, src)
+	if err != nil {
+		return File{}, false, err
+	}
+	if strings.HasSuffix(cur, ".tmpl") {
+		cur = strings.TrimSuffix(cur, ".tmpl")
+		t, err := template.New(src).Option("missingkey=error").Funcs(Funcs()).Parse(string(raw))
+		if err != nil {
+			return File{}, false, err
+		}
+		var b bytes.Buffer
+		if err := t.Execute(&b, data); err != nil {
+			return File{}, false, err
+		}
+		raw = b.Bytes()
+	}
+	if strings.HasSuffix(cur, ".go") {
+		formatted, err := format.Source(raw)
+		if err != nil {
+			return File{}, false, fmt.Errorf("gofmt %s: %w", cur, err)
+		}
+		raw = formatted
+	}
+	// Embedded trees lose executable bits, so a script is recognised by its shebang too.
+	mode := fs.FileMode(0o644)
+	if info.Mode()&0o111 != 0 || bytes.HasPrefix(raw, []byte("#!")) {
+		mode = 0o755
+	}
+	return File{Path: cur, Data: raw, Mode: mode, Policy: policy}, true, nil
+}
+
+// Match reports whether a slash-separated path matches a glob in which "*" matches within
+// one segment and "**" matches any number of whole segments.
+func Match(glob, name string) bool {
+	return matchSegs(strings.Split(glob, "/"), strings.Split(name, "/"))
+}
+
+func matchSegs(g, n []string) bool {
+	for len(g) > 0 {
+		if g[0] == "**" {
+			for i := 0; i <= len(n); i++ {
+				if matchSegs(g[1:], n[i:]) {
+					return true
+				}
+			}
+			return false
+		}
+		if len(n) == 0 {
+			return false
+		}
+		if ok, _ := path.Match(g[0], n[0]); !ok {
+			return false
+		}
+		g, n = g[1:], n[1:]
+	}
+	return len(n) == 0
+}

@@ -1,0 +1,243 @@
+package project
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/big"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/opsready/opsready/blueprints"
+	"github.com/opsready/opsready/generator"
+	"github.com/opsready/opsready/internal/lock"
+	"github.com/opsready/opsready/prompts"
+)
+
+// ErrTargetNotEmpty is returned when `new` would write into a folder that holds files.
+var ErrTargetNotEmpty = errors.New("target folder is not empty")
+
+// CreateOptions are the inputs of Create.
+type CreateOptions struct {
+	Dir         string
+	Blueprint   string            // NAME[@VERSION]; empty means webapp
+	Flags       map[string]string // question key -> text, from per-question flags
+	Set         map[string]string // question key -> text, from `--set` (same rank as flags)
+	AnswersFile string            // path of a YAML answers file, or ""
+	Defaults    bool              // take defaults for unanswered questions
+	Ask         prompts.Asker     // nil when not interactive
+	Force       bool              // write into a non-empty folder
+	DryRun      bool              // render and plan, write nothing
+	Git         bool              // init a repository and commit
+	Version     string            // opsready's version, recorded in the lock file
+	Library     *blueprints.Library
+	Rand        io.Reader // source of secrets; crypto/rand when nil
+}
+
+// PlannedFile is one entry of the plan `new` prints.
+type PlannedFile struct {
+	Path   string `json:"path"`
+	Policy string `json:"policy,omitempty"`
+	Size   int    `json:"size"`
+	Mode   string `json:"mode"`
+	Action string `json:"action"` // create, overwrite, keep (existing secret)
+}
+
+// Created is what Create did (or, with DryRun, would do).
+type Created struct {
+	Dir       string             `json:"dir"`
+	Blueprint string             `json:"blueprint"`
+	Version   string             `json:"version"`
+	Answers   map[string]any     `json:"answers"`
+	Files     []PlannedFile      `json:"files"`
+	DryRun    bool               `json:"dry_run"`
+	Commit    string             `json:"commit,omitempty"`
+	Questions []prompts.Question `json:"-"`
+}
+
+// Create generates a project. Nothing is written until every file rendered; a failure
+// leaves no files behind.
+func Create(opts CreateOptions) (*Created, error) {
+	lib := blueprints.Embedded()
+	if opts.Library != nil {
+		lib = *opts.Library
+	}
+	ref := opts.Blueprint
+	if ref == "" {
+		ref = "webapp"
+	}
+	name, version := blueprints.ParseRef(ref)
+	bp, err := lib.Open(name, version)
+	if err != nil {
+		return nil, InputError{fmt.Errorf("`--blueprint`: %w", err)}
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	existed, err := checkTarget(dir, opts.Force)
+	if err != nil {
+		return nil, err
+	}
+	answers, err := ResolveAnswers(bp, AnswerInputs{
+		Flags: opts.Flags, Set: opts.Set, AnswersFile: opts.AnswersFile,
+		Defaults: opts.Defaults, Ask: opts.Ask,
+		Context: map[string]any{"_dir": filepath.Base(dir)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	files, err := RenderProject(bp, answers, opts.Version)
+	if err != nil {
+		return nil, err
+	}
+	extra, err := localFiles(bp, answers, files, dir, opts.Rand)
+	if err != nil {
+		return nil, err
+	}
+	all := append(append(generator.Files{}, files...), extra...)
+	if err := all.Sort(); err != nil {
+		return nil, err
+	}
+	res := &Created{Dir: dir, Blueprint: bp.Name, Version: bp.Version, Answers: answers, DryRun: opts.DryRun, Questions: bp.Questions}
+	for _, f := range all {
+		action := "create"
+		if _, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(f.Path))); err == nil {
+			action = "overwrite"
+		}
+		res.Files = append(res.Files, PlannedFile{Path: f.Path, Policy: f.Policy, Size: len(f.Data), Mode: fmt.Sprintf("%04o", f.Mode.Perm()), Action: action})
+	}
+	if opts.DryRun {
+		return res, nil
+	}
+	if err := generator.Write(dir, all, nil); err != nil {
+		return nil, err
+	}
+	if opts.Git {
+		hash, err := commitAll(dir, fmt.Sprintf("Generate %s %s with opsready", bp.Name, bp.Version))
+		if err != nil {
+			undo(dir, existed, all)
+			return nil, fmt.Errorf("git: %w (nothing was left behind; try `--no-git`)", err)
+		}
+		res.Commit = hash
+	}
+	return res, nil
+}
+
+// checkTarget refuses a non-empty folder unless forced, and reports whether dir existed.
+func checkTarget(dir string, force bool) (bool, error) {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("target %s: %w", dir, err)
+	}
+	if !fi.IsDir() {
+		return false, fmt.Errorf("target %s is a file, not a folder", dir)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false, fmt.Errorf("target %s: %w", dir, err)
+	}
+	if len(entries) > 0 && !force {
+		return true, fmt.Errorf("%w: %s has %d entries; choose an empty or new folder, or pass `--force` to write over it", ErrTargetNotEmpty, dir, len(entries))
+	}
+	return true, nil
+}
+
+// undo removes what Create wrote when a later step failed.
+func undo(dir string, existed bool, files generator.Files) {
+	if !existed {
+		_ = os.RemoveAll(dir)
+		return
+	}
+	for _, f := range files {
+		_ = os.Remove(filepath.Join(dir, filepath.FromSlash(f.Path)))
+	}
+}
+
+// RenderProject renders a blueprint version for the answers and adds the lock file.
+func RenderProject(bp *blueprints.Blueprint, answers map[string]any, opsreadyVersion string) (generator.Files, error) {
+	files, err := generator.Render(bp.Files, bp.Rules, TemplateData(bp, answers))
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		if f.Path == lock.FileName || strings.HasPrefix(f.Path, "secrets/") {
+			return nil, fmt.Errorf("blueprint %s@%s renders %s, which opsready writes itself", bp.Name, bp.Version, f.Path)
+		}
+	}
+	data, err := lock.New(bp.Name, bp.Version, opsreadyVersion, answers, files).Marshal()
+	if err != nil {
+		return nil, err
+	}
+	files = append(files, generator.File{Path: lock.FileName, Data: data, Mode: 0o644})
+	return files, files.Sort()
+}
+
+// TemplateData is what templates see: the answers plus _blueprint and _version.
+func TemplateData(bp *blueprints.Blueprint, answers map[string]any) map[string]any {
+	data := make(map[string]any, len(answers)+2)
+	for k, v := range answers {
+		data[k] = v
+	}
+	data["_blueprint"] = bp.Name
+	data["_version"] = bp.Version
+	return data
+}
+
+const secretAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+// localFiles are the files that are the team's alone: secrets (random, mode 0600) and .env
+// (from .env.example). They are git-ignored, never locked, and never overwritten.
+func localFiles(bp *blueprints.Blueprint, answers map[string]any, files generator.Files, dir string, rnd io.Reader) (generator.Files, error) {
+	if rnd == nil {
+		rnd = rand.Reader
+	}
+	exists := func(p string) bool {
+		_, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(p)))
+		return err == nil
+	}
+	var out generator.Files
+	data := TemplateData(bp, answers)
+	names := []string{}
+	for _, s := range bp.Secrets {
+		if s.When != "" {
+			ok, err := generator.EvalBool(s.When, data)
+			if err != nil {
+				return nil, fmt.Errorf("secret %q: %w", s.Name, err)
+			}
+			if !ok {
+				continue
+			}
+		}
+		names = append(names, s.Name)
+		p := "secrets/" + s.Name
+		if exists(p) {
+			continue
+		}
+		n := s.Length
+		if n == 0 {
+			n = 32
+		}
+		b := make([]byte, n)
+		for i := range b {
+			k, err := rand.Int(rnd, big.NewInt(int64(len(secretAlphabet))))
+			if err != nil {
+				return nil, fmt.Errorf("generate secret %q: %w", s.Name, err)
+			}
+			b[i] = secretAlphabet[k.Int64()]
+		}
+		out = append(out, generator.File{Path: p, Data: b, Mode: 0o600})
+	}
+	sort.Strings(names)
+	if ex, ok := files.Get(".env.example"); ok && !exists(".env") {
+		out = append(out, generator.File{Path: ".env", Data: ex.Data, Mode: 0o600})
+	}
+	return out, nil
+}

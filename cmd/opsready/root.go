@@ -150,4 +150,3 @@ func newVersionCmd(d *deps) *cobra.Command {
 		},
 	}
 }
-

@@ -121,7 +121,11 @@ func DefaultValue(q Question, data map[string]any) (any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("question %q: default: %w", q.Key, err)
 		}
-		return q.Coerce(out)
+		v, err := q.Coerce(out)
+		if err != nil {
+			return nil, fmt.Errorf("default of `--%s`: %w; give it explicitly", q.FlagName(), err)
+		}
+		return v, nil
 	}
 	v, err := q.Coerce(q.Default)
 	if err != nil {

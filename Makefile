@@ -1,0 +1,37 @@
+# Thin wrappers around go. `make test` installs what the tests need first.
+GO ?= go
+TEST_TIMEOUT ?= 14m
+
+.PHONY: all build test test-go tools golden bench fuzz lint clean
+
+all: build
+
+build:
+	$(GO) build -o bin/opsready ./cmd/opsready
+
+tools:
+	./scripts/install-tools.sh
+
+test: tools test-go
+
+test-go:
+	$(GO) vet ./...
+	$(GO) test -timeout $(TEST_TIMEOUT) ./...
+
+golden:
+	$(GO) test ./internal/e2e -run 'TestGolden$$' -update-golden
+	$(GO) test ./internal/e2e -run 'TestGolden$$'
+	git status --short golden
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+fuzz:
+	$(GO) test ./prompts -run '^$$' -fuzz FuzzLoadAnswers -fuzztime 60s
+
+lint:
+	$(GO) vet ./...
+	test -z "$$(gofmt -l cmd generator prompts blueprints internal)"
+
+clean:
+	rm -rf bin demo

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"text/template"
 
 	"github.com/Masterminds/sprig/v3"
@@ -23,7 +24,10 @@ var notHermetic = []string{
 }
 
 // Funcs returns the template function map: sprig's hermetic functions plus ours.
-func Funcs() template.FuncMap {
+// It is built once; text/template copies it into each template.
+var Funcs = sync.OnceValue(buildFuncs)
+
+func buildFuncs() template.FuncMap {
 	m := sprig.HermeticTxtFuncMap()
 	for _, name := range notHermetic {
 		delete(m, name)

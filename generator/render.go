@@ -49,11 +49,13 @@ func (r Rule) Check() error {
 // template actions; a path with a segment that renders empty is not generated.
 func Render(fsys fs.FS, rules []Rule, data map[string]any) (Files, error) {
 	var out Files
+	// One template set for the whole tree: the func map is copied once, not per file.
+	root := template.New("").Option("missingkey=error").Funcs(Funcs())
 	err := fs.WalkDir(fsys, ".", func(src string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		f, ok, err := renderOne(fsys, src, rules, data)
+		f, ok, err := renderOne(root, fsys, src, rules, data)
 		if err != nil {
 			return fmt.Errorf("render %s: %w", src, err)
 		}
@@ -68,7 +70,7 @@ func Render(fsys fs.FS, rules []Rule, data map[string]any) (Files, error) {
 	return out, out.Sort()
 }
 
-func renderOne(fsys fs.FS, src string, rules []Rule, data map[string]any) (File, bool, error) {
+func renderOne(root *template.Template, fsys fs.FS, src string, rules []Rule, data map[string]any) (File, bool, error) {
 	cur, policy := src, PolicyMerge
 	for _, r := range rules {
 		if !Match(r.Glob, cur) {
@@ -117,7 +119,7 @@ func renderOne(fsys fs.FS, src string, rules []Rule, data map[string]any) (File,
 	}
 	if strings.HasSuffix(cur, ".tmpl") {
 		cur = strings.TrimSuffix(cur, ".tmpl")
-		t, err := template.New(src).Option("missingkey=error").Funcs(Funcs()).Parse(string(raw))
+		t, err := root.New(src).Parse(string(raw))
 		if err != nil {
 			return File{}, false, err
 		}

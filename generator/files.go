@@ -19,7 +19,7 @@ const (
 type File struct {
 	Path   string      // slash-separated, relative to the project root
 	Data   []byte      //
-	Mode   fs.FileMode // 0644 or 0755 (0600 for secrets)
+	Mode   fs.FileMode // 0644 or 0755; fs.ModeDir|perm for a folder entry (the secrets folder)
 	Policy string      // empty for files opsready does not track (secrets, .env)
 }
 

@@ -9,7 +9,8 @@ import (
 	"strings"
 )
 
-// Write puts files into dir and removes the paths in remove, as one step: everything is
+// Write puts files into dir and removes the paths in remove, as one step (an entry whose
+// Mode is a folder creates that folder with its permissions, and must sort before its files): everything is
 // first written to a staging folder inside dir, then moved into place. When anything fails,
 // every change is undone, so dir is left as it was (and removed again if Write created it).
 func Write(dir string, files Files, remove []string) (err error) {
@@ -33,6 +34,9 @@ func Write(dir string, files Files, remove []string) (err error) {
 		if err := checkRel(f.Path); err != nil {
 			return err
 		}
+		if f.Mode.IsDir() {
+			continue
+		}
 		p := filepath.Join(staging, "new", fmt.Sprint(i))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
@@ -55,6 +59,16 @@ func Write(dir string, files Files, remove []string) (err error) {
 	}
 	for i, f := range files {
 		target := filepath.Join(dir, filepath.FromSlash(f.Path))
+		if f.Mode.IsDir() {
+			// A folder entry sets the mode of a folder the files below it need.
+			if err := tx.mkdirAll(target); err != nil {
+				return fmt.Errorf("create folder %s: %w", f.Path, err)
+			}
+			if err := os.Chmod(target, f.Mode.Perm()); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := tx.mkdirAll(filepath.Dir(target)); err != nil {
 			return fmt.Errorf("create folder for %s: %w", f.Path, err)
 		}

@@ -93,6 +93,21 @@ func (w *Wizard) Ask(q Question, def any) (any, error) {
 			}
 			return nil, fmt.Errorf("ask %s: %w", q.Key, err)
 		}
+		// The form clears itself; keep a line per answer so earlier choices stay in view.
+		shown := str
+		switch q.Type {
+		case TypeSelect:
+			for _, o := range q.Options {
+				if o.Value == str {
+					shown = cmpOr(o.Label, o.Value)
+				}
+			}
+		case TypeMultiSelect:
+			shown = strings.Join(strs, ", ")
+		case TypeConfirm:
+			shown = strconv.FormatBool(yes)
+		}
+		fmt.Fprintf(w.Out, "✓ %s: %s\n", q.Title, shown)
 	}
 	switch q.Type {
 	case TypeMultiSelect:

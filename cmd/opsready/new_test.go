@@ -78,13 +78,19 @@ func TestNewWritesProject(t *testing.T) {
 		if err != nil {
 			t.Fatalf("secret %s: %v", s, err)
 		}
-		if fi.Mode().Perm() != 0o600 {
+		if fi.Mode().Perm() != 0o644 {
 			t.Errorf("%s mode %v", s, fi.Mode().Perm())
 		}
 		secret, _ := os.ReadFile(p)
 		if len(secret) < 32 || strings.Contains(string(lock), string(secret)) {
 			t.Errorf("secret %s is weak or in the lock file", s)
 		}
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "secrets")); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("secrets folder: %v %v", fi.Mode(), err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, ".env")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf(".env: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, ".git")); err != nil {
 		t.Errorf("no git repository: %v", err)

@@ -193,7 +193,8 @@ func TemplateData(bp *blueprints.Blueprint, answers map[string]any) map[string]a
 
 const secretAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
-// localFiles are the files that are the team's alone: secrets (random, mode 0600) and .env
+// localFiles are the files that are the team's alone: secrets (random, in a folder of mode
+// 0700) and .env
 // (from .env.example). They are git-ignored, never locked, and never overwritten.
 func localFiles(bp *blueprints.Blueprint, answers map[string]any, files generator.Files, dir string, rnd io.Reader) (generator.Files, error) {
 	if rnd == nil {
@@ -206,6 +207,7 @@ func localFiles(bp *blueprints.Blueprint, answers map[string]any, files generato
 	var out generator.Files
 	data := TemplateData(bp, answers)
 	names := []string{}
+	secretsDir := false
 	for _, s := range bp.Secrets {
 		if s.When != "" {
 			ok, err := generator.EvalBool(s.When, data)
@@ -225,6 +227,13 @@ func localFiles(bp *blueprints.Blueprint, answers map[string]any, files generato
 		if n == 0 {
 			n = 32
 		}
+		if !secretsDir && !exists("secrets") {
+			// Only the owner may enter the folder. The files are world-readable inside it because
+			// compose bind-mounts file secrets with their host mode, and the backends run as
+			// non-root users that must read them.
+			out = append(out, generator.File{Path: "secrets", Mode: fs.ModeDir | 0o700})
+			secretsDir = true
+		}
 		b := make([]byte, n)
 		for i := range b {
 			k, err := rand.Int(rnd, big.NewInt(int64(len(secretAlphabet))))
@@ -233,7 +242,7 @@ func localFiles(bp *blueprints.Blueprint, answers map[string]any, files generato
 			}
 			b[i] = secretAlphabet[k.Int64()]
 		}
-		out = append(out, generator.File{Path: p, Data: b, Mode: 0o600})
+		out = append(out, generator.File{Path: p, Data: b, Mode: 0o644})
 	}
 	sort.Strings(names)
 	if ex, ok := files.Get(".env.example"); ok && !exists(".env") {

@@ -14,7 +14,7 @@ commands=(
 # Libraries for the Python backend stub's tests (Debian's python3; PyPI is not used).
 libraries=(
   python3-fastapi python3-uvicorn python3-psycopg python3-pymysql python3-redis
-  python3-prometheus-client python3-httpx python3-pytest
+  python3-prometheus-client python3-httpx python3-pytest python3-psycopg-pool
 )
 
 missing=()

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/go-git/go-billy/v5/osfs"
+	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
 
 	"github.com/opsready/opsready/generator"
@@ -86,6 +87,13 @@ func ReadStatus(dir string) (*Status, error) {
 	if err != nil {
 		return nil, err
 	}
+	st.Conflicts = append(st.Conflicts, unmergedPaths(dir)...)
+	for _, p := range st.Added {
+		if orig, ok := strings.CutSuffix(p, ".opsready-new"); ok {
+			st.Conflicts = append(st.Conflicts, orig)
+		}
+	}
+	st.Conflicts = dedupe(st.Conflicts)
 	for _, s := range [][]string{st.Modified, st.Missing, st.Added, st.Conflicts} {
 		sort.Strings(s)
 	}
@@ -104,4 +112,34 @@ func hasLinePrefix(data []byte, prefix string) bool {
 		}
 	}
 	return false
+}
+
+// unmergedPaths lists the paths the git index holds as unmerged (stage > 0).
+func unmergedPaths(dir string) []string {
+	repo, err := git.PlainOpen(dir)
+	if err != nil {
+		return nil
+	}
+	idx, err := repo.Storer.Index()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range idx.Entries {
+		if e.Stage != 0 {
+			out = append(out, e.Name)
+		}
+	}
+	return out
+}
+
+func dedupe(s []string) []string {
+	sort.Strings(s)
+	out := s[:0]
+	for i, x := range s {
+		if i == 0 || x != s[i-1] {
+			out = append(out, x)
+		}
+	}
+	return out
 }

@@ -28,6 +28,8 @@ bench:
 
 fuzz:
 	$(GO) test ./prompts -run '^$$' -fuzz FuzzLoadAnswers -fuzztime 60s
+	$(GO) test ./internal/merge -run '^$$' -fuzz FuzzMerge3 -fuzztime 60s
+	$(GO) test ./internal/project -run TestUpgradeProperties -upgrade-cases 200 -timeout 30m
 
 lint:
 	$(GO) vet ./...

@@ -42,8 +42,8 @@ added since generation (git-ignored files are not listed).`,
 			for _, k := range keys {
 				fmt.Fprintf(d.out, "  %s: %s\n", k, prompts.Format(st.Answers[k]))
 			}
-			fmt.Fprintf(d.out, "files: %d unchanged, %d modified, %d missing, %d added, %d with conflicts\n",
-				st.Unchanged, len(st.Modified), len(st.Missing), len(st.Added), len(st.Conflicts))
+			fmt.Fprintf(d.out, "files: %d unchanged, %d modified, %d missing, %d added, %d with conflicts; %d seed files (yours, not compared)\n",
+				st.Unchanged, len(st.Modified), len(st.Missing), len(st.Added), len(st.Conflicts), st.Seed)
 			for _, g := range []struct {
 				label string
 				paths []string

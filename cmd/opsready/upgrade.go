@@ -128,7 +128,7 @@ func printUpgrade(d *deps, res *project.Upgraded) {
 			fmt.Fprint(d.out, indent(c.Diff, "    "))
 		}
 	}
-	fmt.Fprintf(d.out, "%d created, %d updated, %d merged, %d conflicts, %d deleted, %d kept, %d left deleted, %d unchanged\n",
+	fmt.Fprintf(d.out, "%d created, %d updated, %d merged, %d conflicted, %d deleted, %d kept, %d left deleted, %d unchanged\n",
 		res.Count(project.ActionCreated), res.Count(project.ActionUpdated), res.Count(project.ActionMerged), res.Conflicts,
 		res.Count(project.ActionDeleted), res.Count(project.ActionKept), res.Count(project.ActionLeftDeleted), res.Count(project.ActionUnchanged))
 	if res.Conflicts > 0 && !res.DryRun {

@@ -60,3 +60,37 @@ func BenchmarkNew(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkUpgrade is `opsready upgrade` of the largest stack with a changed answer each
+// time (Redis added, then removed): two renders, every file compared or merged, the
+// write, the lock file. Force skips the git status check, measured apart below.
+func BenchmarkUpgrade(b *testing.B) {
+	dir := filepath.Join(b.TempDir(), "p")
+	if _, err := Create(CreateOptions{Dir: dir, Set: largest, Defaults: true, Git: true, Version: "bench"}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	caches := []string{"none", "redis"}
+	i := 0
+	for b.Loop() {
+		i++
+		if _, err := Upgrade(UpgradeOptions{Dir: dir, Set: map[string]string{"cache": caches[i%2]}, Force: true, Version: "bench"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkUpgradeNoop is an upgrade with nothing to do, including the clean-tree check.
+func BenchmarkUpgradeNoop(b *testing.B) {
+	dir := filepath.Join(b.TempDir(), "p")
+	if _, err := Create(CreateOptions{Dir: dir, Set: largest, Defaults: true, Git: true, Version: "bench"}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := Upgrade(UpgradeOptions{Dir: dir, Version: "bench"})
+		if err != nil || !res.NothingToDo {
+			b.Fatalf("%v %v", err, res)
+		}
+	}
+}

@@ -24,11 +24,12 @@ type Status struct {
 	Version   string         `json:"version"`
 	Opsready  string         `json:"opsready"`
 	Answers   map[string]any `json:"answers"`
-	Modified  []string       `json:"modified"`  // managed files whose content differs from the render
+	Modified  []string       `json:"modified"`  // generated files whose content differs from the render
 	Missing   []string       `json:"missing"`   // managed files that are gone
 	Added     []string       `json:"added"`     // files opsready did not generate (git-ignored ones left out)
 	Conflicts []string       `json:"conflicts"` // files that still hold conflict markers
 	Unchanged int            `json:"unchanged"`
+	Seed      int            `json:"seed"` // seed files: the team's after `new`, never compared
 }
 
 // ReadStatus reports the state of the project in dir.
@@ -39,7 +40,11 @@ func ReadStatus(dir string) (*Status, error) {
 	}
 	st := &Status{Dir: dir, Blueprint: l.Blueprint, Version: l.Version, Opsready: l.Opsready, Answers: l.Answers,
 		Modified: []string{}, Missing: []string{}, Added: []string{}, Conflicts: []string{}}
-	for p := range l.Files {
+	for p, e := range l.Files {
+		if e.Policy == generator.PolicySeed {
+			st.Seed++
+			continue
+		}
 		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(p)))
 		switch {
 		case errors.Is(err, fs.ErrNotExist):

@@ -97,10 +97,20 @@ func TestSemver(t *testing.T) {
 // released pins the content of every released version. A released version is immutable:
 // change nothing under it; make a new version that extends it instead.
 var released = map[string]string{
-	// "webapp@1.0.0" is pinned when its first release is complete.
+	"webapp@1.0.0": "e95f7aeabd0ce44ae59b313163c6aa7a69366b3b03846dd5d390d40866483b12",
 }
 
 func TestReleasedVersionsAreUnchanged(t *testing.T) {
+	// Every version but the newest is released: a version another one extends can no longer change.
+	names, _ := Embedded().Names()
+	for _, n := range names {
+		vs, _ := Embedded().Versions(n)
+		for _, v := range vs[:len(vs)-1] {
+			if _, ok := released[n+"@"+v]; !ok {
+				t.Errorf("%s@%s is not the newest version but has no pinned hash in released", n, v)
+			}
+		}
+	}
 	for ref, want := range released {
 		name, version := ParseRef(ref)
 		got, err := versionHash(Embedded().FS(), name+"/"+version)

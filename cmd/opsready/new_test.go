@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -258,5 +259,54 @@ func TestStatusReportsChanges(t *testing.T) {
 	}
 	if code, _, errOut := runCLI(t, "", "status", t.TempDir()); code != 1 || !strings.Contains(errOut, "not an opsready project") {
 		t.Errorf("status of a non-project: %d %s", code, errOut)
+	}
+}
+
+// A failure after the files were written (here: git cannot create its repository) must
+// take every written file away again.
+func TestNewFailureAfterWriteLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, ".git"), []byte("not a repository"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCLI(t, "", "new", "--defaults", "--force", dir)
+	if code != 1 || !strings.Contains(errOut, "git:") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	entries, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if len(names) != 1 || names[0] != ".git" {
+		t.Errorf("left behind: %v", names)
+	}
+}
+
+// --force over files that are replaced: the originals wait in a staging folder until the
+// commit is made, and must not end up in it.
+func TestNewForceCommitsOnlyTheProject(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git is not installed")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCLI(t, "", "new", "--defaults", "--force", dir); code != 0 {
+		t.Fatal(errOut)
+	}
+	out, err := exec.Command("git", "-C", dir, "ls-files").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "staging") || !strings.Contains(string(out), "compose.yaml\n") || strings.Contains(string(out), "secrets/") {
+		t.Errorf("committed files:\n%s", out)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".opsready-staging") {
+			t.Errorf("staging folder left behind: %s", e.Name())
+		}
 	}
 }

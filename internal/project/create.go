@@ -79,7 +79,7 @@ func Create(opts CreateOptions) (*Created, error) {
 	if err != nil {
 		return nil, err
 	}
-	existed, err := checkTarget(dir, opts.Force)
+	_, err = checkTarget(dir, opts.Force)
 	if err != nil {
 		return nil, err
 	}
@@ -114,18 +114,25 @@ func Create(opts CreateOptions) (*Created, error) {
 	if opts.DryRun {
 		return res, nil
 	}
-	if err := generator.Write(dir, all, nil); err != nil {
+	tx, err := generator.Apply(dir, all, nil)
+	if err != nil {
 		return nil, err
 	}
 	if opts.Git {
+		_, statErr := os.Lstat(filepath.Join(dir, ".git"))
 		hash, err := commitAll(dir, fmt.Sprintf("Generate %s %s with opsready", bp.Name, bp.Version))
 		if err != nil {
-			undo(dir, existed, all)
+			if errors.Is(statErr, fs.ErrNotExist) {
+				_ = os.RemoveAll(filepath.Join(dir, ".git")) // a half-made repository of ours
+			}
+			if uerr := tx.Undo(); uerr != nil {
+				return nil, fmt.Errorf("git: %w (and removing the written files failed: %v)", err, uerr)
+			}
 			return nil, fmt.Errorf("git: %w (nothing was left behind; try `--no-git`)", err)
 		}
 		res.Commit = hash
 	}
-	return res, nil
+	return res, tx.Done()
 }
 
 // checkTarget refuses a non-empty folder unless forced, and reports whether dir existed.
@@ -148,17 +155,6 @@ func checkTarget(dir string, force bool) (bool, error) {
 		return true, fmt.Errorf("%w: %s has %d entries; choose an empty or new folder, or pass `--force` to write over it", ErrTargetNotEmpty, dir, len(entries))
 	}
 	return true, nil
-}
-
-// undo removes what Create wrote when a later step failed.
-func undo(dir string, existed bool, files generator.Files) {
-	if !existed {
-		_ = os.RemoveAll(dir)
-		return
-	}
-	for _, f := range files {
-		_ = os.Remove(filepath.Join(dir, filepath.FromSlash(f.Path)))
-	}
 }
 
 // RenderProject renders a blueprint version for the answers and adds the lock file.

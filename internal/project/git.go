@@ -6,7 +6,10 @@ import (
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
 	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/opsready/opsready/generator"
 )
 
 // commitAll initialises a repository in dir (or opens the one there), stages every file
@@ -23,6 +26,8 @@ func commitAll(dir, message string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// Write's staging folder (with the originals of replaced files) still exists at this point.
+	wt.Excludes = append(wt.Excludes, gitignore.ParsePattern(generator.StagingPrefix+"*", nil))
 	if err := wt.AddWithOptions(&git.AddOptions{All: true}); err != nil {
 		return "", err
 	}

@@ -1,6 +1,7 @@
 package project
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/opsready/opsready/blueprints"
 	"github.com/opsready/opsready/internal/lock"
+	"github.com/opsready/opsready/prompts"
 )
 
 var demoLib = blueprints.New(os.DirFS("testdata/lib"))
@@ -101,7 +103,7 @@ func TestUpgradeEveryCase(t *testing.T) {
 	write(t, dir, "added.txt", "added by the team\n")                    // add/add
 	commit(t, dir)
 
-	res, err := Upgrade(UpgradeOptions{Dir: dir, Version: "test", Library: &demoLib})
+	res, err := Upgrade(UpgradeOptions{Dir: dir, To: "1.1.0", Version: "test", Library: &demoLib})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +184,7 @@ func TestUpgradeOverlappingEditIsAConflict(t *testing.T) {
 	dir := demoProject(t, "1.0.0", nil)
 	edit(t, dir, "config.yaml", "timeout: 30s", "timeout: 45s")
 	commit(t, dir)
-	res, err := Upgrade(UpgradeOptions{Dir: dir, Version: "test", Library: &demoLib})
+	res, err := Upgrade(UpgradeOptions{Dir: dir, To: "1.1.0", Version: "test", Library: &demoLib})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +206,7 @@ func TestUpgradeChangedAnswers(t *testing.T) {
 	if exists(dir, "redis.conf") {
 		t.Fatal("redis.conf without redis")
 	}
-	res, err := Upgrade(UpgradeOptions{Dir: dir, Set: map[string]string{"cache": "redis"}, Version: "test", Library: &demoLib})
+	res, err := Upgrade(UpgradeOptions{Dir: dir, To: "1.1.0", Set: map[string]string{"cache": "redis"}, Version: "test", Library: &demoLib})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +219,7 @@ func TestUpgradeChangedAnswers(t *testing.T) {
 	// Back to none: an unmodified file goes, a modified one is kept and reported.
 	edit(t, dir, "redis.conf", "100mb", "200mb")
 	commit(t, dir)
-	res, err = Upgrade(UpgradeOptions{Dir: dir, Set: map[string]string{"cache": "none"}, Version: "test", Library: &demoLib})
+	res, err = Upgrade(UpgradeOptions{Dir: dir, To: "1.1.0", Set: map[string]string{"cache": "none"}, Version: "test", Library: &demoLib})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +238,7 @@ func TestUpgradeChangedAnswers(t *testing.T) {
 func TestUpgradeSameVersionIsANoop(t *testing.T) {
 	dir := demoProject(t, "1.1.0", nil)
 	before := read(t, dir, lock.FileName)
-	res, err := Upgrade(UpgradeOptions{Dir: dir, Version: "other", Library: &demoLib})
+	res, err := Upgrade(UpgradeOptions{Dir: dir, To: "1.1.0", Version: "other", Library: &demoLib})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,11 +254,11 @@ func TestUpgradeTwiceIsANoop(t *testing.T) {
 	dir := demoProject(t, "1.0.0", nil)
 	edit(t, dir, "config.yaml", "level: info", "level: debug")
 	commit(t, dir)
-	if _, err := Upgrade(UpgradeOptions{Dir: dir, Version: "test", Library: &demoLib}); err != nil {
+	if _, err := Upgrade(UpgradeOptions{Dir: dir, To: "1.1.0", Version: "test", Library: &demoLib}); err != nil {
 		t.Fatal(err)
 	}
 	commit(t, dir)
-	res, err := Upgrade(UpgradeOptions{Dir: dir, Version: "test", Library: &demoLib})
+	res, err := Upgrade(UpgradeOptions{Dir: dir, To: "1.1.0", Version: "test", Library: &demoLib})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,11 +270,11 @@ func TestUpgradeTwiceIsANoop(t *testing.T) {
 func TestUpgradeRefusesDirtyTree(t *testing.T) {
 	dir := demoProject(t, "1.0.0", nil)
 	edit(t, dir, "config.yaml", "level: info", "level: debug")
-	_, err := Upgrade(UpgradeOptions{Dir: dir, Version: "test", Library: &demoLib})
+	_, err := Upgrade(UpgradeOptions{Dir: dir, To: "1.1.0", Version: "test", Library: &demoLib})
 	if err == nil || !strings.Contains(err.Error(), "uncommitted changes: config.yaml") {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err := Upgrade(UpgradeOptions{Dir: dir, Force: true, Version: "test", Library: &demoLib}); err != nil {
+	if _, err := Upgrade(UpgradeOptions{Dir: dir, To: "1.1.0", Force: true, Version: "test", Library: &demoLib}); err != nil {
 		t.Fatalf("--force: %v", err)
 	}
 	if !strings.Contains(read(t, dir, "config.yaml"), "level: debug") {
@@ -282,7 +284,7 @@ func TestUpgradeRefusesDirtyTree(t *testing.T) {
 
 func TestUpgradeDryRunWritesNothing(t *testing.T) {
 	dir := demoProject(t, "1.0.0", nil)
-	res, err := Upgrade(UpgradeOptions{Dir: dir, DryRun: true, Version: "test", Library: &demoLib})
+	res, err := Upgrade(UpgradeOptions{Dir: dir, To: "1.1.0", DryRun: true, Version: "test", Library: &demoLib})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,5 +313,71 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// 1.0.0 -> 1.2.0 in one step: both versions' migrations apply in order (old-name.conf ->
+// new-name.conf -> conf/site.conf), and the new question without a default must be answered.
+func TestUpgradeAcrossVersions(t *testing.T) {
+	dir := demoProject(t, "1.0.0", nil)
+	edit(t, dir, "old-name.conf", "root /srv", "root /data")
+	commit(t, dir)
+	_, err := Upgrade(UpgradeOptions{Dir: dir, To: "1.2.0", Version: "test", Library: &demoLib})
+	var ie InputError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "missing answer: `--owner`") {
+		t.Fatalf("err = %v", err)
+	}
+	if gitCmd(t, dir, "status", "--porcelain") != "" {
+		t.Fatal("a refused upgrade changed the tree")
+	}
+	asked := ""
+	ask := func(q prompts.Question, def any) (any, error) { asked = q.Key; return "ops@example.org", nil }
+	res, err := Upgrade(UpgradeOptions{Dir: dir, To: "1.2.0", Ask: ask, Version: "test", Library: &demoLib})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if asked != "owner" || read(t, dir, "OWNER") != "owner: ops@example.org\n" {
+		t.Errorf("asked %q, OWNER %q", asked, read(t, dir, "OWNER"))
+	}
+	if exists(dir, "old-name.conf") || exists(dir, "new-name.conf") || read(t, dir, "conf/site.conf") != "listen 80\nroot /data\n" {
+		t.Errorf("chained renames lost the edit: %v", actions(res))
+	}
+}
+
+// Every released version of every embedded blueprint upgrades to the newest: without team
+// edits there is no conflict and the tree equals a fresh render of the newest version.
+func TestUpgradeFromEveryReleasedVersion(t *testing.T) {
+	lib := blueprints.Embedded()
+	names, _ := lib.Names()
+	for _, n := range names {
+		vs, _ := lib.Versions(n)
+		for _, v := range vs {
+			t.Run(n+"@"+v, func(t *testing.T) {
+				dir := filepath.Join(t.TempDir(), "p")
+				if _, err := Create(CreateOptions{Dir: dir, Blueprint: n + "@" + v, Defaults: true, Git: true, Version: "test"}); err != nil {
+					t.Fatal(err)
+				}
+				res, err := Upgrade(UpgradeOptions{Dir: dir, Version: "test"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Conflicts != 0 {
+					t.Errorf("%d conflicts without edits", res.Conflicts)
+				}
+				newest, _ := lib.Open(n, "")
+				files, err := RenderProject(newest, res.Answers, "test")
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, f := range files {
+					if f.Path == lock.FileName {
+						continue
+					}
+					if got := read(t, dir, f.Path); got != string(f.Data) {
+						t.Errorf("%s differs from a fresh render of %s", f.Path, newest.Version)
+					}
+				}
+			})
+		}
 	}
 }

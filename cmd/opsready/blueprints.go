@@ -47,9 +47,9 @@ func newBlueprintsCmd(d *deps) *cobra.Command {
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: complete,
 		RunE: func(c *cobra.Command, args []string) error {
-			bp, err := lib.Open(blueprints.ParseRef(args[0]))
+			bp, err := openRef(lib, args[0])
 			if err != nil {
-				return usageError{err}
+				return err
 			}
 			fmt.Fprintf(d.out, "%s %s: %s\n\nquestions (flag, allowed values, default):\n", bp.Name, bp.Version, bp.Description)
 			for _, q := range bp.Questions {
@@ -78,9 +78,9 @@ func newBlueprintsCmd(d *deps) *cobra.Command {
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: complete,
 		RunE: func(c *cobra.Command, args []string) error {
-			bp, err := lib.Open(blueprints.ParseRef(args[0]))
+			bp, err := openRef(lib, args[0])
 			if err != nil {
-				return usageError{err}
+				return err
 			}
 			id := fmt.Sprintf("https://opsready.dev/schemas/%s/%s/answers.json", bp.Name, bp.Version)
 			out, err := prompts.Schema(id, fmt.Sprintf("opsready answers for %s %s", bp.Name, bp.Version), bp.Questions)
@@ -93,4 +93,13 @@ func newBlueprintsCmd(d *deps) *cobra.Command {
 	}
 	cmd.AddCommand(show, schema)
 	return cmd
+}
+
+// openRef opens NAME[@VERSION]; an unknown one is a usage error.
+func openRef(lib blueprints.Library, ref string) (*blueprints.Blueprint, error) {
+	bp, err := lib.Open(blueprints.ParseRef(ref))
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return bp, nil
 }

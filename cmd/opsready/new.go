@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -66,11 +65,7 @@ Nothing is written until every file has rendered; a failure leaves nothing behin
 					opts.Flags[q.Key] = f.Value.String()
 				}
 			}
-			if !c.Flags().Changed("accessible") && os.Getenv("ACCESSIBLE") != "" {
-				opts.Accessible = true
-			}
-			// Line mode needs no terminal, so an explicit --accessible may prompt on a pipe.
-			opts.Interactive = d.canPrompt || (opts.Accessible && c.Flags().Changed("accessible"))
+			opts.Accessible, opts.Interactive = d.interactivity(c, opts.Accessible)
 			if c.Flags().Changed("git") && c.Flags().Changed("no-git") {
 				return usageError{fmt.Errorf("`--git` and `--no-git` exclude each other")}
 			}
@@ -124,19 +119,11 @@ func blueprintRefs(lib blueprints.Library) []string {
 }
 
 func runNew(d *deps, opts *newOptions) error {
-	sets := map[string]string{}
-	for _, s := range opts.Sets {
-		k, v, ok := strings.Cut(s, "=")
-		if !ok || k == "" {
-			return usageError{fmt.Errorf("`--set %s`: want key=value", s)}
-		}
-		sets[k] = v
+	sets, err := parseSets(opts.Sets)
+	if err != nil {
+		return err
 	}
-	var ask prompts.Asker
-	if opts.Interactive {
-		w := &prompts.Wizard{In: d.in, Out: d.err, Accessible: opts.Accessible, Plain: prompts.Plain()}
-		ask = w.Ask
-	}
+	ask := d.asker(opts.Interactive, opts.Accessible)
 	asked := false
 	askOnce := ask
 	if ask != nil {

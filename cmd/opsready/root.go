@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime/debug"
 	"strings"
 
@@ -123,6 +124,39 @@ func flagErrorWithHint(c *cobra.Command, err error) error {
 	var names []string
 	c.Flags().VisitAll(func(f *pflagFlag) { names = append(names, f.Name) })
 	return fmt.Errorf("unknown flag `--%s`%s", name, prompts.DidYouMean(name, names))
+}
+
+// interactivity decides once per command whether to prompt and in which mode: prompts need
+// a terminal on stdin and stdout, except huh's line mode asked for with an explicit
+// --accessible, which works on a pipe. ACCESSIBLE=1 also selects line mode.
+func (d *deps) interactivity(c *cobra.Command, accessible bool) (lineMode, prompt bool) {
+	explicit := c.Flags().Changed("accessible")
+	if !explicit && os.Getenv("ACCESSIBLE") != "" {
+		accessible = true
+	}
+	return accessible, d.canPrompt || (accessible && explicit)
+}
+
+// asker returns the wizard's question function, or nil when nothing may be asked.
+func (d *deps) asker(interactive, accessible bool) prompts.Asker {
+	if !interactive {
+		return nil
+	}
+	w := &prompts.Wizard{In: d.in, Out: d.err, Accessible: accessible, Plain: prompts.Plain()}
+	return w.Ask
+}
+
+// parseSets splits `--set key=value` flags; the keys are checked against the blueprint later.
+func parseSets(sets []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, s := range sets {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok || k == "" {
+			return nil, usageError{fmt.Errorf("`--set %s`: want key=value", s)}
+		}
+		out[k] = v
+	}
+	return out, nil
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/opsready/opsready/internal/project"
-	"github.com/opsready/opsready/prompts"
 )
 
 // upgradeOptions are the inputs of `opsready upgrade`.
@@ -47,7 +46,7 @@ given with --set.`,
 			if len(args) == 1 {
 				opts.Dir = args[0]
 			}
-			opts.Interactive = d.canPrompt || (opts.Accessible && c.Flags().Changed("accessible"))
+			opts.Accessible, opts.Interactive = d.interactivity(c, opts.Accessible)
 			if runF != nil {
 				return runF(opts)
 			}
@@ -66,19 +65,11 @@ given with --set.`,
 }
 
 func runUpgrade(d *deps, opts *upgradeOptions) error {
-	sets := map[string]string{}
-	for _, s := range opts.Sets {
-		k, v, ok := strings.Cut(s, "=")
-		if !ok || k == "" {
-			return usageError{fmt.Errorf("`--set %s`: want key=value", s)}
-		}
-		sets[k] = v
+	sets, err := parseSets(opts.Sets)
+	if err != nil {
+		return err
 	}
-	var ask prompts.Asker
-	if opts.Interactive {
-		w := &prompts.Wizard{In: d.in, Out: d.err, Accessible: opts.Accessible, Plain: prompts.Plain()}
-		ask = w.Ask
-	}
+	ask := d.asker(opts.Interactive, opts.Accessible)
 	res, err := project.Upgrade(project.UpgradeOptions{
 		Dir: opts.Dir, To: opts.To, Set: sets, AnswersFile: opts.AnswersFile, Ask: ask,
 		DryRun: opts.DryRun, Force: opts.Force, Version: d.version,

@@ -163,3 +163,47 @@ func lineDiff(want, got string) string {
 	}
 	return b.String()
 }
+
+// TestGoldenCasesCoverEveryOption: each version's golden cases use every value of every
+// select question, and every frontend x backend x database combination (webapp).
+func TestGoldenCasesCoverEveryOption(t *testing.T) {
+	seen := map[string]map[string]bool{} // blueprint@version -> "key=value"
+	combos := map[string]map[string]bool{}
+	for _, c := range goldenCases(t) {
+		ref := c.Blueprint + "@" + c.Version
+		if seen[ref] == nil {
+			seen[ref], combos[ref] = map[string]bool{}, map[string]bool{}
+		}
+		_, answers := renderCase(t, c)
+		for k, v := range answers {
+			seen[ref][k+"="+fmt.Sprint(v)] = true
+		}
+		combos[ref][fmt.Sprintf("%v %v %v", answers["frontend"], answers["backend"], answers["db"])] = true
+	}
+	for ref, got := range seen {
+		bp, err := blueprints.Embedded().Open(blueprints.ParseRef(ref))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string][]string{}
+		for _, q := range bp.Questions {
+			for _, o := range q.Options {
+				want[q.Key] = append(want[q.Key], o.Value)
+				if !got[q.Key+"="+o.Value] {
+					t.Errorf("%s: no golden case has %s=%s", ref, q.Key, o.Value)
+				}
+			}
+		}
+		if bp.Name == "webapp" {
+			for _, f := range want["frontend"] {
+				for _, b := range want["backend"] {
+					for _, d := range want["db"] {
+						if !combos[ref][f+" "+b+" "+d] {
+							t.Errorf("%s: no golden case for frontend=%s backend=%s db=%s", ref, f, b, d)
+						}
+					}
+				}
+			}
+		}
+	}
+}

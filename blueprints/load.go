@@ -31,11 +31,14 @@ type Manifest struct {
 	Migrations      []Migration        `yaml:"migrations,omitempty"`
 }
 
-// Secret is a random value `new` writes once to secrets/<name>, never rendered or locked.
+// Secret is a value `new` writes once to secrets/<name>, never rendered or locked: a random
+// password, or (External) an empty file for a credential only the team can get, such as a
+// bot token.
 type Secret struct {
-	Name   string `yaml:"name"`
-	When   string `yaml:"when,omitempty"`
-	Length int    `yaml:"length,omitempty"`
+	Name     string `yaml:"name"`
+	When     string `yaml:"when,omitempty"`
+	Length   int    `yaml:"length,omitempty"`
+	External bool   `yaml:"external,omitempty"`
 }
 
 // Migration is a change applied to the old tree and answers before an upgrade merges.

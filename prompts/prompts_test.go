@@ -78,9 +78,12 @@ func TestParse(t *testing.T) {
 
 func TestValidators(t *testing.T) {
 	for name, cases := range map[string]map[string]bool{
-		"domain":  {"app.example.org": true, "localhost": false, "a..b.org": false, "-a.org": false, "App.example.org": false, "x.y.z.io": true, "a.org;rm": false},
-		"abspath": {"/srv/app": true, "srv": false, "/srv/../etc": false, "/": false, "/a b": false, "/a/": false},
-		"cpus":    {"1.0": true, "0.25": true, "0": false, "-1": false, "1e3": false, "2": true},
+		"domain":   {"app.example.org": true, "localhost": false, "a..b.org": false, "-a.org": false, "App.example.org": false, "x.y.z.io": true, "a.org;rm": false},
+		"abspath":  {"/srv/app": true, "srv": false, "/srv/../etc": false, "/": false, "/a b": false, "/a/": false},
+		"cpus":     {"1.0": true, "0.25": true, "0": false, "-1": false, "1e3": false, "2": true},
+		"hostport": {"smtp.example.org:587": true, "10.0.0.1:25": true, "smtp.example.org": false, "a b:25": false, "x.org:0": false, "x.org:99999": false},
+		"percent":  {"99.9": true, "99.95": true, "100": false, "0": false, "99.": false, "abc": false},
+		"url":      {"https://git.example.com/shop/-/blob/main": true, "http://x.org": true, "ftp://x.org": false, "https://x.org/": false, "https://x.org/a b": false, "https://x.org/$(id)": false, "https://x.org/a\"b": false},
 	} {
 		for in, ok := range cases {
 			if err := Validators[name].Check(in); (err == nil) != ok {

@@ -2,7 +2,9 @@ package prompts
 
 import (
 	"fmt"
+	"net"
 	"net/mail"
+	"net/url"
 	"path"
 	"regexp"
 	"slices"
@@ -70,6 +72,8 @@ var (
 	domainRe   = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
 	cpusRe     = regexp.MustCompile(`^[0-9]{1,3}(\.[0-9]{1,2})?$`)
 	safePathRe = regexp.MustCompile(`^[A-Za-z0-9._/-]+$`)
+	percentRe  = regexp.MustCompile(`^[0-9]{1,2}(\.[0-9]{1,4})?$`)
+	urlRe      = regexp.MustCompile(`^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?$`)
 )
 
 // Validators are the named validators a question may use in `validate.validator`.
@@ -97,6 +101,28 @@ var Validators = map[string]Validator{
 	"abspath": {"an absolute path of letters, digits, '.', '_', '-' and '/'", func(s string) error {
 		if !path.IsAbs(s) || !safePathRe.MatchString(s) || path.Clean(s) != s || s == "/" {
 			return fmt.Errorf("%q is not a clean absolute path", s)
+		}
+		return nil
+	}},
+	"hostport": {"host:port such as smtp.example.org:587", func(s string) error {
+		host, port, ok := strings.Cut(s, ":")
+		n, err := strconv.Atoi(port)
+		if !ok || err != nil || n < 1 || n > 65535 || (!domainRe.MatchString(host) && net.ParseIP(host) == nil) {
+			return fmt.Errorf("%q is not host:port", s)
+		}
+		return nil
+	}},
+	"percent": {"a percentage below 100 such as 99.9", func(s string) error {
+		f, err := strconv.ParseFloat(s, 64)
+		if !percentRe.MatchString(s) || err != nil || f <= 0 || f >= 100 {
+			return fmt.Errorf("%q is not a percentage between 0 and 100", s)
+		}
+		return nil
+	}},
+	"url": {"an http(s) URL of letters, digits and -._~/:%", func(s string) error {
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || !urlRe.MatchString(s) || strings.HasSuffix(s, "/") {
+			return fmt.Errorf("%q is not an http(s) URL without a trailing slash", s)
 		}
 		return nil
 	}},

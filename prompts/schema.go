@@ -10,6 +10,8 @@ var validatorPatterns = map[string]string{
 	"dnslabel": dnsLabelRe.String(),
 	"domain":   domainRe.String(),
 	"cpus":     cpusRe.String(),
+	"percent":  percentRe.String(),
+	"url":      urlRe.String(),
 	"abspath":  `^/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$`,
 }
 

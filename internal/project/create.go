@@ -219,6 +219,10 @@ func localFiles(bp *blueprints.Blueprint, answers map[string]any, files generato
 		if exists(p) {
 			continue
 		}
+		if s.External {
+			out = append(out, generator.File{Path: p, Data: []byte{}, Mode: 0o644})
+			continue
+		}
 		n := s.Length
 		if n == 0 {
 			n = 32

@@ -46,11 +46,12 @@ func (fs Files) Sort() error {
 	return nil
 }
 
-// Get returns the file at path.
+// Get returns the file at path (a linear scan: trees are small, and it needs no sorting).
 func (fs Files) Get(path string) (File, bool) {
-	i := sort.Search(len(fs), func(i int) bool { return fs[i].Path >= path })
-	if i < len(fs) && fs[i].Path == path {
-		return fs[i], true
+	for _, f := range fs {
+		if f.Path == path {
+			return f, true
+		}
 	}
 	return File{}, false
 }

@@ -171,6 +171,9 @@ func runNew(d *deps, opts *newOptions) error {
 		}
 		fmt.Fprintln(d.out)
 		fmt.Fprintf(d.out, "next: cd %s && make up   (secrets are in %s, git-ignored)\n", shellPath(rel), filepath.Join(rel, "secrets"))
+		if len(res.ToFill) > 0 {
+			fmt.Fprintf(d.out, "fill in before production (credentials only you can get): %s\n", strings.Join(res.ToFill, ", "))
+		}
 	}
 	if equivalent != "" {
 		fmt.Fprintf(d.out, "\nthe same without the wizard:\n  %s\n", equivalent)

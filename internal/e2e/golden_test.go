@@ -165,7 +165,7 @@ func lineDiff(want, got string) string {
 }
 
 // TestGoldenCasesCoverEveryOption: each version's golden cases use every value of every
-// select question, and every frontend x backend x database combination (webapp).
+// select and multiselect question, and every pair of frontend, backend and database (webapp).
 func TestGoldenCasesCoverEveryOption(t *testing.T) {
 	seen := map[string]map[string]bool{} // blueprint@version -> "key=value"
 	combos := map[string]map[string]bool{}
@@ -176,9 +176,18 @@ func TestGoldenCasesCoverEveryOption(t *testing.T) {
 		}
 		_, answers := renderCase(t, c)
 		for k, v := range answers {
+			if list, ok := v.([]string); ok {
+				for _, x := range list {
+					seen[ref][k+"="+x] = true
+				}
+				continue
+			}
 			seen[ref][k+"="+fmt.Sprint(v)] = true
 		}
-		combos[ref][fmt.Sprintf("%v %v %v", answers["frontend"], answers["backend"], answers["db"])] = true
+		f, b, d := answers["frontend"], answers["backend"], answers["db"]
+		for _, pair := range []string{fmt.Sprintf("f=%v b=%v", f, b), fmt.Sprintf("f=%v d=%v", f, d), fmt.Sprintf("b=%v d=%v", b, d)} {
+			combos[ref][pair] = true
+		}
 	}
 	for ref, got := range seen {
 		bp, err := blueprints.Embedded().Open(blueprints.ParseRef(ref))
@@ -195,11 +204,11 @@ func TestGoldenCasesCoverEveryOption(t *testing.T) {
 			}
 		}
 		if bp.Name == "webapp" {
-			for _, f := range want["frontend"] {
-				for _, b := range want["backend"] {
-					for _, d := range want["db"] {
-						if !combos[ref][f+" "+b+" "+d] {
-							t.Errorf("%s: no golden case for frontend=%s backend=%s db=%s", ref, f, b, d)
+			for _, pair := range [][2]string{{"frontend", "backend"}, {"frontend", "db"}, {"backend", "db"}} {
+				for _, x := range want[pair[0]] {
+					for _, y := range want[pair[1]] {
+						if !combos[ref][pair[0][:1]+"="+x+" "+pair[1][:1]+"="+y] {
+							t.Errorf("%s: no golden case with %s=%s and %s=%s", ref, pair[0], x, pair[1], y)
 						}
 					}
 				}

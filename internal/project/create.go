@@ -49,13 +49,15 @@ type PlannedFile struct {
 
 // Created is what Create did (or, with DryRun, would do).
 type Created struct {
-	Dir       string             `json:"dir"`
-	Blueprint string             `json:"blueprint"`
-	Version   string             `json:"version"`
-	Answers   map[string]any     `json:"answers"`
-	Files     []PlannedFile      `json:"files"`
-	DryRun    bool               `json:"dry_run"`
-	Commit    string             `json:"commit,omitempty"`
+	Dir       string         `json:"dir"`
+	Blueprint string         `json:"blueprint"`
+	Version   string         `json:"version"`
+	Answers   map[string]any `json:"answers"`
+	Files     []PlannedFile  `json:"files"`
+	DryRun    bool           `json:"dry_run"`
+	Commit    string         `json:"commit,omitempty"`
+	// ToFill lists secret files created empty: credentials only the team can get.
+	ToFill    []string           `json:"secrets_to_fill,omitempty"`
 	Questions []prompts.Question `json:"-"`
 }
 
@@ -104,6 +106,11 @@ func Create(opts CreateOptions) (*Created, error) {
 		return nil, err
 	}
 	res := &Created{Dir: dir, Blueprint: bp.Name, Version: bp.Version, Answers: answers, DryRun: opts.DryRun, Questions: bp.Questions}
+	for _, s := range bp.Secrets {
+		if f, ok := extra.Get("secrets/" + s.Name); ok && s.External && len(f.Data) == 0 {
+			res.ToFill = append(res.ToFill, f.Path)
+		}
+	}
 	for _, f := range all {
 		action := "create"
 		if _, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(f.Path))); err == nil {

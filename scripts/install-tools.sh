@@ -10,6 +10,8 @@ commands=(
   node:nodejs npm:npm /usr/bin/python3:python3
   psql:postgresql-client pg_ctlcluster:postgresql mariadb:mariadb-client mariadbd:mariadb-server
   redis-server:redis-server redis-cli:redis-tools
+  promtool:prometheus prometheus:prometheus amtool:prometheus-alertmanager
+  prometheus-alertmanager:prometheus-alertmanager
 )
 # Libraries for the Python backend stub's tests (Debian's python3; PyPI is not used).
 libraries=(

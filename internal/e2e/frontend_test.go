@@ -12,11 +12,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
 )
 
 // The frontend tests build the generated frontend and serve it with the generated nginx.conf,
@@ -33,9 +32,9 @@ func TestFrontendReact(t *testing.T) {
 	fe := filepath.Join(dir, "frontend")
 	feCheckDockerfile(t, fe)
 
-	feNpm(t, fe, "ci")
-	feNpm(t, fe, "test")
-	feNpm(t, fe, "run", "build")
+	runNpm(t, fe, "ci")
+	runNpm(t, fe, "test")
+	runNpm(t, fe, "run", "build")
 
 	dist := filepath.Join(fe, "dist")
 	index, err := os.ReadFile(filepath.Join(dist, "index.html"))
@@ -139,30 +138,6 @@ func feCheckDockerfile(t *testing.T, fe string) {
 			t.Errorf("Dockerfile lacks %q", want)
 		}
 	}
-}
-
-// feNpm runs npm in dir with a cache shared by all runs, so repeated runs skip downloads.
-func feNpm(t *testing.T, dir string, args ...string) {
-	t.Helper()
-	cache := os.Getenv("OPSREADY_NPM_CACHE")
-	if cache == "" {
-		base, err := os.UserCacheDir()
-		if err != nil {
-			base = os.TempDir()
-		}
-		cache = filepath.Join(base, "opsready-e2e", "npm")
-	}
-	name := "npm " + strings.Join(args, " ")
-	args = append(args, "--cache", cache, "--prefer-offline", "--no-audit", "--no-fund")
-	start := time.Now()
-	cmd := exec.Command("npm", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CI=true", "NO_COLOR=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", name, err, out)
-	}
-	t.Logf("%s: %s", name, time.Since(start).Round(time.Millisecond))
 }
 
 // feBackend stands in for the backend and records what reached it.
@@ -356,10 +331,10 @@ func feRewriteConf(t *testing.T, conf string, port int, root, backendURL string)
 // feStartNginx runs nginx in the foreground with server (the frontend's conf.d file) inside a
 // main configuration like the image's, but with every path in a temporary prefix. It
 // returns the base URL and the output that nginx writes to stdout (the access log).
-func feStartNginx(t *testing.T, nginx, server string) (string, *feBuffer) {
+func feStartNginx(t *testing.T, nginx, server string) (string, *syncBuffer) {
 	t.Helper()
 	prefix := t.TempDir()
-	port := regexp.MustCompile(`listen 127\.0\.0\.1:(\d+);`).FindStringSubmatch(server)[1]
+	port, _ := strconv.Atoi(regexp.MustCompile(`listen 127\.0\.0\.1:(\d+);`).FindStringSubmatch(server)[1])
 	if err := os.WriteFile(filepath.Join(prefix, "default.conf"), []byte(server), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -395,46 +370,12 @@ http {
 		t.Fatalf("nginx -t: %v\n%s", err, out)
 	}
 
-	var stdout, stderr feBuffer
 	cmd := exec.Command(nginx, append(args, "-g", "daemon off;")...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("nginx stderr:\n%s", stderr.String())
-		}
-	})
-
-	base := "http://127.0.0.1:" + port
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("nginx exited: %v\n%s", err, stderr.String())
-		default:
-		}
-		res, err := http.Get(base + "/healthz")
-		if err == nil {
-			res.Body.Close()
-			return base, &stdout
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nginx does not answer on %s: %v\n%s", base, err, stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	accessLog := &syncBuffer{}
+	cmd.Stdout = accessLog // the process's output is then stderr, the error log
+	p := startProc(t, cmd, port)
+	p.waitStatus(t, "/healthz", http.StatusOK)
+	return p.base, accessLog
 }
 
 func feGet(t *testing.T, url string, want int) (*http.Response, string) {
@@ -454,8 +395,7 @@ func feGet(t *testing.T, url string, want int) (*http.Response, string) {
 // feDo sends req and checks the status; the body is left for the caller, closed at cleanup.
 func feDo(t *testing.T, req *http.Request, want int) *http.Response {
 	t.Helper()
-	client := &http.Client{Timeout: 10 * time.Second}
-	res, err := client.Do(req)
+	res, err := httpClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -471,22 +411,4 @@ func feHeader(t *testing.T, res *http.Response, key, want string) {
 	if got := res.Header.Get(key); got != want {
 		t.Errorf("%s %s: %s = %q, want %q", res.Request.Method, res.Request.URL.Path, key, got, want)
 	}
-}
-
-// feBuffer is a bytes.Buffer safe for the copying goroutine of exec and the test.
-type feBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *feBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *feBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -10,8 +10,7 @@ commands=(
   node:nodejs npm:npm /usr/bin/python3:python3
   psql:postgresql-client pg_ctlcluster:postgresql mariadb:mariadb-client mariadbd:mariadb-server
   redis-server:redis-server redis-cli:redis-tools
-  promtool:prometheus prometheus:prometheus amtool:prometheus-alertmanager
-  prometheus-alertmanager:prometheus-alertmanager
+  promtool:prometheus prometheus:prometheus
 )
 # Libraries for the Python backend stub's tests (Debian's python3; PyPI is not used).
 libraries=(
@@ -63,4 +62,16 @@ if ! listening 6379; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
   wait_port 6379 Redis
 fi
+# Alertmanager and amtool 0.28, the version the generated compose file pins: Debian's 0.25
+# rejects the *_file credential fields (bot_token_file, url_file) the generated config uses.
+# Built through the Go module proxy; the version is stamped so the check above can read it.
+am_version=0.28.1
+if [[ "$(amtool --version 2>&1)" != *"version $am_version "* ||
+  "$(alertmanager --version 2>&1)" != *"version $am_version "* ]]; then
+  echo "installing amtool and alertmanager $am_version (go install)"
+  GOBIN=/usr/local/bin go install -ldflags="-X github.com/prometheus/common/version.Version=$am_version" \
+    "github.com/prometheus/alertmanager/cmd/amtool@v$am_version" \
+    "github.com/prometheus/alertmanager/cmd/alertmanager@v$am_version"
+fi
+
 echo "tools ready"

@@ -11,6 +11,7 @@ commands=(
   psql:postgresql-client pg_ctlcluster:postgresql mariadb:mariadb-client mariadbd:mariadb-server
   redis-server:redis-server redis-cli:redis-tools
   promtool:prometheus prometheus:prometheus
+  prometheus-blackbox-exporter:prometheus-blackbox-exporter
 )
 # Libraries for the Python backend stub's tests (Debian's python3; PyPI is not used).
 libraries=(

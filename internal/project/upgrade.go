@@ -371,7 +371,11 @@ func Upgrade(opts UpgradeOptions) (*Upgraded, error) {
 		if strings.HasPrefix(f.Path, "secrets/") || f.Path == "secrets" {
 			writes = append(writes, f)
 			if !f.Mode.IsDir() {
-				res.Changes = append(res.Changes, FileChange{Path: f.Path, Action: ActionCreated, Note: "new random secret, git-ignored"})
+				note := "new random secret, git-ignored"
+				if len(f.Data) == 0 {
+					note = "empty: fill in this credential, git-ignored"
+				}
+				res.Changes = append(res.Changes, FileChange{Path: f.Path, Action: ActionCreated, Note: note})
 			}
 		}
 	}

@@ -81,7 +81,7 @@ func edit(t *testing.T, dir, p, old, new string) {
 func commit(t *testing.T, dir string) {
 	t.Helper()
 	gitCmd(t, dir, "add", "-A")
-	gitCmd(t, dir, "commit", "-q", "-m", "team edits")
+	gitCmd(t, dir, "commit", "-q", "--allow-empty", "-m", "team edits")
 }
 
 func actions(res *Upgraded) map[string]string {

@@ -75,4 +75,17 @@ if [[ "$(amtool --version 2>&1)" != *"version $am_version "* ||
     "github.com/prometheus/alertmanager/cmd/alertmanager@v$am_version"
 fi
 
+# k6 for the generated load tests (not in Debian).
+k6_version=1.8.1
+if [[ "$(k6 version 2>&1)" != *"v$k6_version"* ]]; then
+  echo "installing k6 $k6_version (go install, about 2 minutes)"
+  GOBIN=/usr/local/bin go install "go.k6.io/k6@v$k6_version"
+fi
+
+# actionlint for the generated GitHub workflows (it runs shellcheck on their run: blocks).
+if [[ "$(actionlint -version 2>&1)" != *"1.7.12"* ]]; then
+  echo "installing actionlint 1.7.12 (go install)"
+  GOBIN=/usr/local/bin go install github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
+fi
+
 echo "tools ready"

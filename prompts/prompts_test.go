@@ -121,6 +121,22 @@ func TestResolveDefaultsFollowEarlierAnswers(t *testing.T) {
 	}
 }
 
+// A template default renders text; a number question must still get a number from it.
+func TestTemplateDefaultOfANumber(t *testing.T) {
+	q := Question{Key: "rpo", Title: "RPO", Type: TypeNumber, Default: `{{ if eq .db "mariadb" }}1{{ else }}24{{ end }}`,
+		Validate: Validation{Min: ptr(1), Max: ptr(168)}}
+	for db, want := range map[string]int{"mariadb": 1, "postgres": 24} {
+		got, err := DefaultValue(q, map[string]any{"db": db})
+		if err != nil || got != want {
+			t.Errorf("db=%s: default %#v, %v; want %d", db, got, err, want)
+		}
+	}
+	q.Default = `{{ .db }}`
+	if _, err := DefaultValue(q, map[string]any{"db": "x"}); err == nil || !strings.Contains(err.Error(), "--rpo") {
+		t.Errorf("non-numeric template default: error %v, want one naming --rpo", err)
+	}
+}
+
 func TestResolveMissingNamesTheFlag(t *testing.T) {
 	_, err := Resolve(testQuestions, Sources{Flags: map[string]any{"name": "x"}})
 	if !errors.Is(err, ErrMissing) || !strings.Contains(err.Error(), "missing answer: `--db` (required when not running interactively") {
@@ -281,3 +297,5 @@ func TestCommandLine(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }
+
+func ptr(n int) *int { return &n }

@@ -121,7 +121,8 @@ func DefaultValue(q Question, data map[string]any) (any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("question %q: default: %w", q.Key, err)
 		}
-		v, err := q.Coerce(out)
+		// A template renders text: parse it as the flag value would be (numbers included).
+		v, err := q.Parse(out)
 		if err != nil {
 			return nil, fmt.Errorf("default of `--%s`: %w; give it explicitly", q.FlagName(), err)
 		}

@@ -19,8 +19,8 @@ test-go:
 	$(GO) test -timeout $(TEST_TIMEOUT) ./...
 
 golden:
-	$(GO) test ./internal/e2e -run 'TestGolden$$' -update-golden
-	$(GO) test ./internal/e2e -run 'TestGolden$$'
+	$(GO) test ./internal/e2e -run 'TestGolden(Upgrade)?$$' -update-golden
+	$(GO) test ./internal/e2e -run 'TestGolden(Upgrade)?$$'
 	git status --short golden
 
 bench:

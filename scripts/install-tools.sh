@@ -12,6 +12,7 @@ commands=(
   redis-server:redis-server redis-cli:redis-tools
   promtool:prometheus prometheus:prometheus
   prometheus-blackbox-exporter:prometheus-blackbox-exporter
+  restic:restic pgbackrest:pgbackrest mariadb-backup:mariadb-backup jq:jq flock:util-linux
 )
 # Libraries for the Python backend stub's tests (Debian's python3; PyPI is not used).
 libraries=(

@@ -310,7 +310,7 @@ func TestCapacityAcceptanceCheck(t *testing.T) {
 			st := capStatuses(t, out)
 			want := map[string]string{
 				capItems[1]: "MET",     // a runbook per alert
-				capItems[2]: "NOT MET", // no backups in this version
+				capItems[2]: "NOT MET", // no restore test has run yet
 				capItems[4]: "NOT MET", // no measurements yet
 				capItems[5]: "MET",     // healthchecks
 				capItems[6]: "MET",     // secrets ignored, no leak
@@ -434,7 +434,7 @@ func TestCapacityDocs(t *testing.T) {
 					t.Errorf("docs/production-acceptance.md has no section %q", item)
 				}
 			}
-			for _, want := range []string{"**Where**", "**Verify**", "**Status: open.**", "make check", "ops/acceptance/check.sh"} {
+			for _, want := range []string{"**Where**", "**Verify**", "make check", "ops/acceptance/check.sh"} {
 				if !strings.Contains(acc, want) {
 					t.Errorf("docs/production-acceptance.md lacks %q", want)
 				}

@@ -322,7 +322,7 @@ func ciCheckGitHubCI(t *testing.T, doc map[string]any, set map[string]string) {
 	}
 	lint := script("lint")
 	for _, s := range []string{"shellcheck", "rhysd/actionlint:", "docker compose config -q",
-		"docker compose -f compose.yaml -f compose.prod.yaml -f compose.monitoring.yaml config -q",
+		"docker compose -f compose.yaml -f compose.prod.yaml -f compose.monitoring.yaml -f compose.backup.yaml config -q",
 		"promtool", "check rules", "test rules", "check config", "prom/alertmanager:", "ops/monitoring/test-routes.sh",
 		"logrotate -d"} {
 		if !strings.Contains(lint, s) {
@@ -404,8 +404,8 @@ func ciCheckGitHubDeploy(t *testing.T, doc map[string]any) {
 		runs, _, _ := ciSteps(job)
 		all := strings.Join(runs, "\n")
 		for _, s := range []string{"DEPLOY_HOST", "DEPLOY_USER", "ssh ", "StrictHostKeyChecking=yes",
-			"docker compose -f compose.yaml -f compose.prod.yaml -f compose.monitoring.yaml pull",
-			"docker compose -f compose.yaml -f compose.prod.yaml -f compose.monitoring.yaml up -d --wait",
+			"docker compose -f compose.yaml -f compose.prod.yaml -f compose.monitoring.yaml -f compose.backup.yaml pull",
+			"docker compose -f compose.yaml -f compose.prod.yaml -f compose.monitoring.yaml -f compose.backup.yaml up -d --wait",
 			`TAG="$sha"`} {
 			if !strings.Contains(all, s) {
 				t.Errorf("deploy.yml: job %s does not run %q", id, s)
@@ -786,8 +786,8 @@ func ciCheckGitLab(t *testing.T, doc map[string]any, set map[string]string) {
 	}
 	ds := script(dep)
 	for _, s := range []string{"$DEPLOY_HOST", "$DEPLOY_USER", "$DEPLOY_SSH_KEY", "StrictHostKeyChecking=yes",
-		"docker compose -f compose.yaml -f compose.prod.yaml -f compose.monitoring.yaml pull",
-		"docker compose -f compose.yaml -f compose.prod.yaml -f compose.monitoring.yaml up -d --wait",
+		"docker compose -f compose.yaml -f compose.prod.yaml -f compose.monitoring.yaml -f compose.backup.yaml pull",
+		"docker compose -f compose.yaml -f compose.prod.yaml -f compose.monitoring.yaml -f compose.backup.yaml up -d --wait",
 		`"$CI_COMMIT_SHA"`, `TAG="$sha"`} {
 		if !strings.Contains(ds, s) {
 			t.Errorf("deploy does not run %q", s)

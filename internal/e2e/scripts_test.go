@@ -27,6 +27,11 @@ var scriptVariants = []map[string]string{
 	{"frontend": "none", "backend": "node", "db": "postgres", "cache": "redis", "tls": "none"},
 	{"frontend": "react", "backend": "node", "db": "mariadb", "cache": "none", "tls": "letsencrypt",
 		"name": "it-s", "domain": "shop.example.org", "deploy_dir": "/opt/shop_app.1"},
+	// The backup scripts of every database method and off-site target.
+	{"db": "postgres", "cache": "redis", "db_backup_method": "physical", "offsite": "s3"},
+	{"db": "mariadb", "cache": "redis", "db_backup_method": "physical", "offsite": "sftp"},
+	{"db": "postgres", "cache": "none", "db_backup_method": "logical", "offsite": "none"},
+	{"db": "mariadb", "cache": "none", "db_backup_method": "physical", "offsite": "none"},
 }
 
 // TestScriptsLint runs shellcheck on every generated *.sh and parses it with mvdan.cc/sh in

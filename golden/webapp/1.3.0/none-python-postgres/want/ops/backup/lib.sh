@@ -1,0 +1,499 @@
+#!/usr/bin/env bash
+# Shared by the scripts in ops/backup (sourced, not run): settings, logging, locking, the
+# restic repositories, manifests, Prometheus textfile metrics and the restore-test record.
+#
+# Every setting is an environment variable. Defaults come from ops/backup/backup.env; a
+# variable already set in the environment wins over that file. Relative paths are taken
+# relative to the project directory.
+
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+	echo "lib.sh is sourced by the other scripts in ops/backup, not run" >&2
+	exit 2
+fi
+
+BACKUP_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PROJECT_DIR=${PROJECT_DIR:-$(cd "$BACKUP_LIB_DIR/../.." && pwd)}
+BACKUP_SCRIPT=${BACKUP_SCRIPT:-$(basename "$0" .sh)}
+
+log() {
+	printf '%s %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$BACKUP_SCRIPT" "$*" >&2
+}
+
+die() {
+	log "error: $*"
+	exit 1
+}
+
+# load_env FILE: exports each VAR=value of FILE that is not set already. Values may be
+# single-quoted as the generator writes them; nothing in the file is executed.
+load_env() {
+	local file=$1 line key value n=0
+	[[ -f $file ]] || return 0
+	while IFS= read -r line || [[ -n $line ]]; do
+		n=$((n + 1))
+		[[ $line =~ ^[[:space:]]*(#|$) ]] && continue
+		[[ $line =~ ^([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || die "$file:$n: not a VAR=value line"
+		key=${BASH_REMATCH[1]} value=${BASH_REMATCH[2]}
+		if [[ $value =~ ^\'(.*)\'$ ]]; then
+			value=${BASH_REMATCH[1]}
+			value=${value//\'\\\'\'/\'}
+		fi
+		[[ -n ${!key+x} ]] || export "$key=$value"
+	done <"$file"
+}
+
+# abs PATH: PATH made absolute against the project directory (URLs are left alone).
+abs() {
+	case $1 in
+	'' | /* | *:*) printf '%s\n' "$1" ;;
+	*) printf '%s\n' "$PROJECT_DIR/$1" ;;
+	esac
+}
+
+load_env "${BACKUP_ENV_FILE:-$BACKUP_LIB_DIR/backup.env}"
+
+: "${BACKUP_PROJECT:=app}"
+: "${BACKUP_DIR:=var/backups}"
+BACKUP_DIR=$(abs "$BACKUP_DIR")
+: "${BACKUP_RESTIC_REPOSITORY:=$BACKUP_DIR/restic}"
+BACKUP_RESTIC_REPOSITORY=$(abs "$BACKUP_RESTIC_REPOSITORY")
+: "${BACKUP_OFFSITE_REPOSITORY:=}"
+: "${RESTIC_PASSWORD_FILE:=secrets/restic_password}"
+RESTIC_PASSWORD_FILE=$(abs "$RESTIC_PASSWORD_FILE")
+: "${BACKUP_STAGING_DIR:=$BACKUP_DIR/staging}"
+BACKUP_STAGING_DIR=$(abs "$BACKUP_STAGING_DIR")
+: "${BACKUP_LOCK_DIR:=$BACKUP_DIR/locks}"
+BACKUP_LOCK_DIR=$(abs "$BACKUP_LOCK_DIR")
+: "${BACKUP_LOCK_TIMEOUT:=600}"
+: "${BACKUP_TEXTFILE_DIR:=var/lib/node-exporter/textfile}"
+BACKUP_TEXTFILE_DIR=$(abs "$BACKUP_TEXTFILE_DIR")
+: "${BACKUP_LOG_DIR:=var/log/ops}"
+BACKUP_LOG_DIR=$(abs "$BACKUP_LOG_DIR")
+: "${BACKUP_RETENTION_DAILY:=7}"
+: "${BACKUP_RETENTION_WEEKLY:=4}"
+: "${BACKUP_RETENTION_MONTHLY:=6}"
+: "${BACKUP_MAX_AGE_HOURS:=26}"
+: "${BACKUP_FULL_WEEKDAY:=Sun}"
+: "${BACKUP_RESTORE_PLAN:=docs/restore-plan.md}"
+BACKUP_RESTORE_PLAN=$(abs "$BACKUP_RESTORE_PLAN")
+: "${BACKUP_POLICY_DOC:=docs/backup-policy.md}"
+BACKUP_POLICY_DOC=$(abs "$BACKUP_POLICY_DOC")
+# Where the restore test fetches from: auto (off-site when configured), primary or offsite.
+: "${RESTORE_TEST_FROM:=auto}"
+export RESTIC_PASSWORD_FILE
+unset RESTIC_REPOSITORY RESTIC_PASSWORD RESTIC_PASSWORD_COMMAND
+
+# need CMD...: fails clearly when a required program is missing.
+need() {
+	local c
+	for c in "$@"; do
+		command -v "$c" >/dev/null 2>&1 || die "$c is not installed (needed by $BACKUP_SCRIPT; the backup image ops/backup/Dockerfile has it)"
+	done
+}
+
+# secret_path VAR DEFAULT: the absolute path of a secret file named by VAR, checked readable.
+secret_path() {
+	local var=$1 path
+	path=$(abs "${!var:-$2}")
+	[[ -r $path ]] || die "$var: secret file $path is missing or unreadable"
+	[[ -s $path ]] || die "$var: secret file $path is empty"
+	printf '%s\n' "$path"
+}
+
+# read_secret PATH: the file's content without its trailing newline.
+read_secret() {
+	local v
+	v=$(<"$1")
+	printf '%s' "${v%$'\n'}"
+}
+
+# Exit hooks (one line each) run in reverse order of registration, whatever way the script
+# ends. They are kept in a file, not an array: hooks registered in a command substitution
+# (d=$(temp_dir)) run in a subshell, which can neither add to the script's array nor runs its
+# EXIT trap, so they would be lost. The file is deleted at once and used through its
+# descriptor (Linux reopens /dev/fd/N), so that nothing is left behind by exec or kill -9.
+BACKUP_EXIT_HOOKS_FILE=$(mktemp "${TMPDIR:-/tmp}/backup-exit-hooks.XXXXXX")
+exec {BACKUP_EXIT_HOOKS_FD}<>"$BACKUP_EXIT_HOOKS_FILE"
+rm -f "$BACKUP_EXIT_HOOKS_FILE"
+on_exit() { printf '%s\n' "$*" >>"/dev/fd/$BACKUP_EXIT_HOOKS_FD"; }
+run_exit_hooks() {
+	local rc=$? i hooks=()
+	mapfile -t hooks <"/dev/fd/$BACKUP_EXIT_HOOKS_FD"
+	for ((i = ${#hooks[@]} - 1; i >= 0; i--)); do
+		eval "${hooks[i]}" || true
+	done
+	return "$rc"
+}
+trap run_exit_hooks EXIT
+
+# temp_dir: a new private directory removed at exit.
+temp_dir() {
+	local d
+	d=$(mktemp -d "${TMPDIR:-/tmp}/${BACKUP_PROJECT}-${BACKUP_SCRIPT}.XXXXXX")
+	on_exit "rm -rf '$d'"
+	printf '%s\n' "$d"
+}
+
+# backup_lock NAME: one job per NAME at a time. A second job waits up to BACKUP_LOCK_TIMEOUT
+# seconds, then fails (it never runs alongside the first).
+backup_lock() {
+	local file="$BACKUP_LOCK_DIR/$1.lock"
+	mkdir -p "$BACKUP_LOCK_DIR"
+	exec {BACKUP_LOCK_FD}>"$file"
+	if ! flock -w "$BACKUP_LOCK_TIMEOUT" "$BACKUP_LOCK_FD"; then
+		die "another job holds $file (waited ${BACKUP_LOCK_TIMEOUT}s); not running two $1 jobs at once"
+	fi
+}
+
+# stage_dir STORE: the fixed staging directory of STORE, emptied. Fixed, so that restic sees
+# the same path each time and groups the snapshots of a store together for retention.
+stage_dir() {
+	local d="$BACKUP_STAGING_DIR/$1"
+	rm -rf "$d"
+	mkdir -p "$d"
+	chmod 0700 "$BACKUP_STAGING_DIR" "$d"
+	on_exit "rm -rf '$d'"
+	printf '%s\n' "$d"
+}
+
+now() { date +%s; }
+iso_time() { date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ; }
+
+# ---------------------------------------------------------------------------------------
+# restic: the primary repository on this host and the optional off-site copy.
+
+offsite_configured() { [[ -n $BACKUP_OFFSITE_REPOSITORY ]]; }
+
+# restic_on primary|offsite ARGS...: runs restic against that repository.
+restic_on() {
+	local which=$1 repo
+	shift
+	local -a opts=(--cache-dir "$BACKUP_DIR/cache/restic")
+	case $which in
+	primary) repo=$BACKUP_RESTIC_REPOSITORY ;;
+	offsite)
+		offsite_configured || die "no off-site repository is configured (BACKUP_OFFSITE_REPOSITORY)"
+		repo=$(abs "$BACKUP_OFFSITE_REPOSITORY")
+		if [[ $repo == s3:* ]]; then
+			AWS_ACCESS_KEY_ID=$(read_secret "$(secret_path BACKUP_S3_ACCESS_KEY_ID_FILE secrets/offsite_s3_access_key_id)")
+			AWS_SECRET_ACCESS_KEY=$(read_secret "$(secret_path BACKUP_S3_SECRET_ACCESS_KEY_FILE secrets/offsite_s3_secret_access_key)")
+			export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+		elif [[ $repo == sftp:* ]]; then
+			local key hosts target=${repo#sftp:}
+			key=$(secret_path BACKUP_SFTP_KEY_FILE secrets/offsite_sftp_key)
+			hosts=$(secret_path BACKUP_SFTP_KNOWN_HOSTS_FILE secrets/offsite_sftp_known_hosts)
+			target=${target%%:/*}
+			opts+=(-o "sftp.command=ssh -i $key -o IdentitiesOnly=yes -o UserKnownHostsFile=$hosts -o StrictHostKeyChecking=yes $target -s sftp")
+		fi
+		;;
+	*) die "restic_on: unknown repository $which" ;;
+	esac
+	[[ -r $RESTIC_PASSWORD_FILE ]] || die "RESTIC_PASSWORD_FILE: $RESTIC_PASSWORD_FILE is missing or unreadable"
+	RESTIC_REPOSITORY=$repo restic "${opts[@]}" "$@"
+}
+
+# restic_ensure primary|offsite: initialises the repository on first use.
+restic_ensure() {
+	# restic_on's own checks (password file, off-site credentials) where their error shows:
+	# the probe below silences stderr.
+	restic_on "$1" version >/dev/null
+	if restic_on "$1" cat config >/dev/null 2>&1; then
+		return 0
+	fi
+	log "initialising the $1 restic repository"
+	if [[ $1 == offsite ]]; then
+		restic_ensure primary
+		# Same chunker parameters as the primary, so that copies deduplicate.
+		RESTIC_FROM_PASSWORD_FILE=$RESTIC_PASSWORD_FILE \
+			restic_on offsite init --copy-chunker-params --from-repo "$BACKUP_RESTIC_REPOSITORY" >/dev/null
+	else
+		mkdir -p "$(dirname "$BACKUP_RESTIC_REPOSITORY")"
+		restic_on primary init >/dev/null
+	fi
+}
+
+# store_snapshot STORE KIND DIR [TAG...]: stores DIR as a snapshot tagged store=STORE and
+# kind=KIND in the primary repository, copies it off-site when configured, and prints the
+# snapshot id.
+store_snapshot() {
+	local store=$1 kind=$2 dir=$3 id tag
+	shift 3
+	local -a tags=(--tag "store=$store" --tag "kind=$kind")
+	for tag in "$@"; do tags+=(--tag "$tag"); done
+	restic_ensure primary
+	id=$(restic_on primary backup --json --host "$BACKUP_PROJECT" "${tags[@]}" "$dir" |
+		jq -r 'select(.message_type == "summary") | .snapshot_id')
+	[[ -n $id && $id != null ]] || die "restic backup of $dir did not report a snapshot"
+	if offsite_configured; then
+		restic_ensure offsite
+		log "copying snapshot ${id:0:8} off-site"
+		RESTIC_FROM_PASSWORD_FILE=$RESTIC_PASSWORD_FILE \
+			restic_on offsite copy --from-repo "$BACKUP_RESTIC_REPOSITORY" "$id" >/dev/null
+	fi
+	printf '%s\n' "$id"
+}
+
+# restore_repo: the repository restores and restore tests read from.
+restore_repo() {
+	case $RESTORE_TEST_FROM in
+	auto) if offsite_configured; then echo offsite; else echo primary; fi ;;
+	primary | offsite) echo "$RESTORE_TEST_FROM" ;;
+	*) die "RESTORE_TEST_FROM: $RESTORE_TEST_FROM is not one of auto, primary, offsite" ;;
+	esac
+}
+
+# snapshots_json REPO STORE [TAG...]: the snapshots of STORE (and TAGs), oldest first, as JSON.
+snapshots_json() {
+	local repo=$1 store=$2 filter
+	shift 2
+	filter="store=$store"
+	local tag
+	for tag in "$@"; do filter+=",$tag"; done
+	restic_on "$repo" snapshots --json --host "$BACKUP_PROJECT" --tag "$filter" | jq 'sort_by(.time)'
+}
+
+# fetch_snapshot REPO ID DEST [PATH]: restores snapshot ID of REPO (ids differ between the
+# repositories) into DEST, a directory that must not exist yet, so that DEST holds the files
+# of the staged directory itself. PATH, the snapshot's path (.paths[0]) when the caller has
+# it already from snapshots_json, saves a restic run.
+fetch_snapshot() {
+	local repo=$1 id=$2 dest=$3 path=${4:-} tmp
+	[[ ! -e $dest ]] || die "fetch_snapshot: $dest exists already"
+	[[ -n $path ]] || path=$(restic_on "$repo" snapshots --json "$id" | jq -r '.[0].paths[0] // empty')
+	[[ -n $path ]] || die "snapshot $id not found in the $repo repository"
+	tmp=$(mktemp -d "$dest.restic.XXXXXX")
+	if ! restic_on "$repo" restore "$id" --target "$tmp" >/dev/null; then
+		rm -rf "$tmp"
+		die "restic could not restore snapshot ${id:0:8} from the $repo repository: damaged or incomplete (check it with: restic check --read-data)"
+	fi
+	mv "$tmp$path" "$dest"
+	rm -rf "$tmp"
+}
+
+# latest_snapshot REPO STORE [TAG...]: the id of the newest snapshot, or nothing.
+latest_snapshot() {
+	snapshots_json "$@" | jq -r 'last | .id // empty'
+}
+
+# prune_guard STORE NEWEST_EPOCH: refuses to prune (exit 1) when the newest backup of STORE
+# is missing or older than BACKUP_MAX_AGE_HOURS: pruning then could leave nothing to restore.
+prune_guard() {
+	local store=$1 newest=${2:-} age
+	if [[ -z $newest ]]; then
+		die "refusing to prune $store: no backup of it exists; fix the backups first (docs/runbooks/backup-missing.md)"
+	fi
+	age=$(($(now) - newest))
+	if ((age > BACKUP_MAX_AGE_HOURS * 3600)); then
+		die "refusing to prune $store: its newest backup is $((age / 3600))h old (limit ${BACKUP_MAX_AGE_HOURS}h); recent backups are missing, fix them first (docs/runbooks/backup-stale.md)"
+	fi
+}
+
+# restic_prune STORE [TAG...]: applies the GFS retention to the snapshots of STORE in both
+# repositories, behind the guard.
+restic_prune() {
+	local store=$1 filter newest repo
+	shift
+	filter="store=$store"
+	local tag
+	for tag in "$@"; do filter+=",$tag"; done
+	local -a repos=(primary)
+	offsite_configured && repos+=(offsite)
+	for repo in "${repos[@]}"; do
+		restic_ensure "$repo"
+		newest=$(snapshots_json "$repo" "$store" "$@" | jq -r 'last | .time // empty')
+		[[ -z $newest ]] || newest=$(date -d "$newest" +%s)
+		prune_guard "$store" "$newest"
+		log "pruning $store in the $repo repository: keep $BACKUP_RETENTION_DAILY daily, $BACKUP_RETENTION_WEEKLY weekly, $BACKUP_RETENTION_MONTHLY monthly"
+		restic_on "$repo" forget --host "$BACKUP_PROJECT" --tag "$filter" --group-by host \
+			--keep-daily "$BACKUP_RETENTION_DAILY" --keep-weekly "$BACKUP_RETENTION_WEEKLY" \
+			--keep-monthly "$BACKUP_RETENTION_MONTHLY" --prune >&2
+	done
+}
+
+# ---------------------------------------------------------------------------------------
+# Manifests: manifest.json beside every backup.
+
+# manifest_files DIR: a JSON array of {name, size, sha256} for every file below DIR except
+# manifest.json and restore-plan.md, sorted by name.
+manifest_files() {
+	local dir=$1
+	(
+		cd "$dir" || exit 1
+		# A few processes for all files, not a few per file: a physical backup has thousands.
+		local list
+		list=$(mktemp)
+		find . -type f ! -name manifest.json ! -name restore-plan.md -printf '%P\0' | LC_ALL=C sort -z >"$list"
+		jq -n --rawfile sums <(xargs -0r sha256sum --zero -- <"$list") \
+			--rawfile sizes <(xargs -0r stat --printf '%s\0' -- <"$list") '
+			($sums | split("\u0000") | map(select(. != ""))) as $s
+			| ($sizes | split("\u0000") | map(select(. != ""))) as $z
+			| [range($s | length) | {name: $s[.][66:], size: ($z[.] | tonumber), sha256: $s[.][0:64]}]'
+		rm -f "$list"
+	)
+}
+
+# verify_files DIR MANIFEST: every file the manifest lists is in DIR with its size and sha256.
+verify_files() {
+	local dir=$1 manifest=$2 list problem
+	[[ -s $manifest ]] || die "the backup has no manifest ($manifest): incomplete or not made by these scripts"
+	manifest=$(cd "$(dirname "$manifest")" && pwd)/$(basename "$manifest")
+	list=$(mktemp)
+	jq -j '.files[] | .name + "\u0000"' "$manifest" >"$list"
+	# All files in one pass (a few processes, not a few per file), then the first problem.
+	problem=$(cd "$dir" && jq -n -r --slurpfile m "$manifest" \
+		--rawfile sums <(xargs -0r sha256sum --zero -- <"$list" 2>/dev/null) \
+		--rawfile sizes <(xargs -0r stat -L --printf '%F\t%s\t%n\0' -- <"$list" 2>/dev/null) '
+		($sums | split("\u0000") | map(select(. != "") | {key: .[66:], value: .[0:64]}) | from_entries) as $sha
+		| ($sizes | split("\u0000") | map(select(. != "") | split("\t")
+			| select(.[0] | startswith("regular")) | {key: (.[2:] | join("\t")), value: .[1]}) | from_entries) as $size
+		| [$m[0].files[]
+			| if $size[.name] == null then "backup file \(.name) listed in the manifest is missing"
+			elif $size[.name] != (.size | tostring) then "backup file \(.name) is \($size[.name]) bytes, the manifest says \(.size): truncated or damaged"
+			elif $sha[.name] != .sha256 then "backup file \(.name) has sha256 \($sha[.name] // "(unreadable)"), the manifest says \(.sha256): damaged"
+			else empty end] | first // empty')
+	rm -f "$list"
+	[[ -z $problem ]] || die "$problem"
+}
+
+# files_size DIR: total bytes below DIR.
+files_size() { du -sb "$1" | cut -f1; }
+
+# copy_restore_plan DIR: a copy of the restore plan travels with every backup.
+copy_restore_plan() {
+	if [[ -f $BACKUP_RESTORE_PLAN ]]; then
+		cp "$BACKUP_RESTORE_PLAN" "$1/restore-plan.md"
+	else
+		log "warning: no restore plan at $BACKUP_RESTORE_PLAN to store with the backup"
+	fi
+}
+
+# write_file PATH: stdin to PATH atomically (a reader never sees half a file).
+write_file() {
+	local tmp
+	mkdir -p "$(dirname "$1")"
+	tmp=$(mktemp "$1.XXXXXX.tmp")
+	cat >"$tmp"
+	chmod 0644 "$tmp"
+	mv -f "$tmp" "$1"
+}
+
+# ---------------------------------------------------------------------------------------
+# Metrics (node-exporter textfile collector) and the restore-test record.
+
+# metric_backup_success STORE KIND START_EPOCH SIZE_BYTES: only ever called after a backup
+# has been stored, so a failed job leaves the previous success in place and goes stale.
+metric_backup_success() {
+	local store=$1 kind=$2 start=$3 size=$4 end labels
+	end=$(now)
+	labels="store=\"$store\",kind=\"$kind\""
+	write_file "$BACKUP_TEXTFILE_DIR/backup_${store}_${kind}.prom" <<EOF
+# HELP backup_last_success_timestamp_seconds Unix time the last successful backup finished.
+# TYPE backup_last_success_timestamp_seconds gauge
+backup_last_success_timestamp_seconds{$labels} $end
+# HELP backup_last_duration_seconds Duration of the last successful backup.
+# TYPE backup_last_duration_seconds gauge
+backup_last_duration_seconds{$labels} $((end - start))
+# HELP backup_last_size_bytes Size of the last successful backup before deduplication.
+# TYPE backup_last_size_bytes gauge
+backup_last_size_bytes{$labels} $size
+EOF
+}
+
+# metric_restore_test STORE RESULT(1|0) START_EPOCH: the result always; the success
+# timestamp and duration only when the test passed.
+metric_restore_test() {
+	local store=$1 result=$2 start=$3 end
+	end=$(now)
+	write_file "$BACKUP_TEXTFILE_DIR/restore_test_result_${store}.prom" <<EOF
+# HELP restore_test_last_result Result of the last restore test: 1 passed, 0 failed.
+# TYPE restore_test_last_result gauge
+restore_test_last_result{store="$store"} $result
+EOF
+	if [[ $result == 1 ]]; then
+		write_file "$BACKUP_TEXTFILE_DIR/restore_test_${store}.prom" <<EOF
+# HELP restore_test_last_success_timestamp_seconds Unix time the last passed restore test finished.
+# TYPE restore_test_last_success_timestamp_seconds gauge
+restore_test_last_success_timestamp_seconds{store="$store"} $end
+# HELP restore_test_last_duration_seconds Duration of the last passed restore test: the measured RTO.
+# TYPE restore_test_last_duration_seconds gauge
+restore_test_last_duration_seconds{store="$store"} $((end - start))
+EOF
+	fi
+}
+
+# record_restore_test STORE passed|failed START_EPOCH DETAIL: appends a line to
+# restore-test.log, updates the store's row of docs/backup-policy.md and writes the metrics.
+record_restore_test() {
+	local store=$1 result=$2 start=$3 detail=$4 took line
+	took=$(($(now) - start))
+	line="$(date -u +%Y-%m-%dT%H:%M:%SZ) store=$store result=$result duration_s=$took $detail"
+	mkdir -p "$BACKUP_LOG_DIR"
+	printf '%s\n' "$line" >>"$BACKUP_LOG_DIR/restore-test.log"
+	if [[ $result == passed ]]; then metric_restore_test "$store" 1 "$start"; else metric_restore_test "$store" 0 "$start"; fi
+	if [[ -w $BACKUP_POLICY_DOC ]]; then
+		local tmp
+		tmp=$(mktemp "$BACKUP_POLICY_DOC.XXXXXX")
+		awk -v store="$store" -v text="$(date -u +%Y-%m-%d) $result in ${took}s" '
+			{ op = "<!-- restore-test:" store " -->"; cl = "<!-- /restore-test:" store " -->" }
+			index($0, op) && index($0, cl) > index($0, op) {
+				i = index($0, op) + length(op); j = index($0, cl)
+				$0 = substr($0, 1, i - 1) text substr($0, j)
+			}
+			{ print }' "$BACKUP_POLICY_DOC" >"$tmp" && cat "$tmp" >"$BACKUP_POLICY_DOC"
+		rm -f "$tmp"
+	fi
+}
+
+# ---------------------------------------------------------------------------------------
+# Scratch instances for restore tests.
+
+# free_port: a TCP port on 127.0.0.1 nobody listens on.
+free_port() {
+	local p i
+	for ((i = 0; i < 50; i++)); do
+		p=$((20000 + RANDOM % 40000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			printf '%s\n' "$p"
+			return 0
+		fi
+	done
+	die "no free TCP port found for a scratch instance"
+}
+
+# wait_for SECONDS DESCRIPTION CMD...: retries CMD every half second until it succeeds.
+wait_for() {
+	local secs=$1 what=$2 i
+	shift 2
+	for ((i = 0; i < secs * 2; i++)); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.5
+	done
+	die "$what did not come up within ${secs}s"
+}
+
+# dispatch ACTION [STORE...]: runs ops/backup/<script>.sh ACTION for each configured store
+# (or only the named ones), carrying on after a failure and failing at the end.
+dispatch() {
+	local action=$1 pair store script failed=() ran=0
+	shift
+	[[ -n ${BACKUP_STORES:-} ]] || die "BACKUP_STORES is empty: nothing to do (see ops/backup/backup.env)"
+	for pair in $BACKUP_STORES; do
+		store=${pair%%:*} script=${pair#*:}
+		if (($# > 0)); then
+			local want=0 s
+			for s in "$@"; do [[ $s == "$store" ]] && want=1; done
+			((want)) || continue
+		fi
+		ran=$((ran + 1))
+		log "$action: $store ($script.sh)"
+		if ! "$BACKUP_LIB_DIR/$script.sh" "$action"; then
+			log "$action of $store FAILED"
+			failed+=("$store")
+		fi
+	done
+	((ran > 0)) || die "no configured store matches: $* (configured: $BACKUP_STORES)"
+	if ((${#failed[@]} > 0)); then
+		die "$action failed for: ${failed[*]}"
+	fi
+	log "$action: all done"
+}

@@ -22,6 +22,8 @@
 set -euo pipefail
 # shellcheck source=ops/backup/lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source=ops/backup/mariadb-lib.sh
+. "$(dirname "$0")/mariadb-lib.sh"
 # Errors inside $(...) stop the script too.
 shopt -s inherit_errexit
 
@@ -43,49 +45,6 @@ CANARY_TABLE=opsready_backup_canary
 # ---------------------------------------------------------------------------------------
 # SQL helpers
 
-# ident NAME: NAME as a quoted identifier. lit TEXT: TEXT as a string literal.
-ident() { printf '%s%s%s' '`' "${1//\`/\`\`}" '`'; }
-lit() {
-	local s=${1//\\/\\\\}
-	s=${s//\'/\\\'}
-	printf "'%s'" "$s"
-}
-
-# cnf_value TEXT: TEXT quoted for an option file.
-cnf_value() {
-	local s=${1//\\/\\\\}
-	s=${s//\"/\\\"}
-	printf '"%s"' "$s"
-}
-
-# client_cnf: writes an option file with the connection settings and the password into
-# MY_CNF (private, removed at exit), so that the password never shows on a command line.
-# Only this file is read (--defaults-file): settings come from the environment alone.
-MY_CNF=
-client_cnf() {
-	local pw dir
-	pw=$(read_secret "$(secret_path MARIADB_PASSWORD_FILE secrets/db_root_password)")
-	dir=$(temp_dir)
-	MY_CNF=$dir/client.cnf
-	{
-		echo '[client]'
-		echo "user=$(cnf_value "$MARIADB_USER")"
-		echo "password=$(cnf_value "$pw")"
-		if [[ -n $MARIADB_SOCKET ]]; then
-			echo "socket=$(cnf_value "$(abs "$MARIADB_SOCKET")")"
-		else
-			echo "host=$(cnf_value "$MARIADB_HOST")"
-			echo "port=$MARIADB_PORT"
-			echo 'protocol=TCP'
-		fi
-	} >"$MY_CNF"
-	chmod 0600 "$MY_CNF"
-}
-
-where() {
-	if [[ -n $MARIADB_SOCKET ]]; then echo "MariaDB at $MARIADB_SOCKET"; else echo "MariaDB at $MARIADB_HOST:$MARIADB_PORT"; fi
-}
-
 # q SQL [DB]: runs SQL on the live server; tab-separated rows without headers.
 q() { mariadb --defaults-file="$MY_CNF" --batch --skip-column-names --raw -e "$1" ${2:+--database="$2"}; }
 
@@ -100,20 +59,6 @@ connect() {
 
 # major VERSION: 10.11 of 10.11.19-MariaDB-0+deb12u1.
 major() { sed -n 's/^\([0-9]*\.[0-9]*\)\..*/\1/p' <<<"$1"; }
-
-# system_user_filter: a SQL condition that leaves out the server's own accounts.
-system_user_filter() {
-	local u cond="user <> ''"
-	for u in $MARIADB_SYSTEM_USERS; do cond+=" AND user <> $(lit "$u")"; done
-	printf '%s\n' "$cond"
-}
-
-# qq SQL [DB]: q, failing with the server's message.
-qq() {
-	local out
-	out=$(q "$@" 2>&1) || die "query failed on $(where): ${1:0:60}...: $out"
-	printf '%s\n' "$out"
-}
 
 # dump_users FILE: SQL that recreates the project's accounts and roles with their grants
 # (CREATE ... IF NOT EXISTS: existing accounts keep their passwords), and the manifest's
@@ -292,18 +237,6 @@ do_backup() {
 # ---------------------------------------------------------------------------------------
 # Scratch server and probes
 
-# prog NAME: the path of a server program (often in /usr/sbin, outside a user's PATH).
-prog() {
-	local d
-	for d in ${MARIADB_BINDIR:+"$MARIADB_BINDIR"} $(tr ':' ' ' <<<"$PATH") /usr/sbin /usr/bin /usr/libexec /usr/local/mysql/bin; do
-		if [[ -x $d/$1 ]]; then
-			printf '%s\n' "$d/$1"
-			return 0
-		fi
-	done
-	die "$1 is not installed (the scratch server of the restore test needs it; set MARIADB_BINDIR)"
-}
-
 # scratch_start WORK DATADIR [MARIADBD OPTIONS...]: starts a private mariadbd on DATADIR, a
 # free port and a socket of its own; SCRATCH_SOCK is set; stopped at exit.
 SCRATCH_SOCK=
@@ -332,18 +265,6 @@ scratch_start() {
 		sleep 0.25
 	done
 	die "the scratch mariadbd did not come up within 60s: $(tail -n 5 "$work/mysqld.log" | tr '\n' ' ')"
-}
-
-scratch_stop() {
-	local pid=$1 i
-	kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 240; i++)); do
-		kill -0 "$pid" 2>/dev/null || return 0
-		sleep 0.25
-	done
-	log "warning: the scratch mariadbd $pid did not stop within 60s; killing it"
-	kill -KILL "$pid" 2>/dev/null || true
 }
 
 # sq SQL [DB]: runs SQL on the scratch server.
@@ -411,23 +332,7 @@ probe() {
 
 do_restore_test() {
 	need restic jq mariadb mariadb-admin mariadb-install-db
-	backup_lock "$STORE-restore-test"
-	local start work rc detail
-	start=$(now)
-	work=$(temp_dir)
-	rc=0
-	"$BACKUP_LIB_DIR/mariadb-dump.sh" restore-test-probe "$work/result" 2>"$work/stderr" || rc=$?
-	cat "$work/stderr" >&2
-	if ((rc == 0)) && [[ -s $work/result ]]; then
-		detail=$(<"$work/result")
-		record_restore_test "$STORE" passed "$start" "$detail"
-		log "restore test of mariadb passed: $detail"
-		return 0
-	fi
-	detail=$(grep ': error: ' "$work/stderr" | tail -n 1 | sed 's/^.*: error: //')
-	[[ -n $detail ]] || detail="the probe exited with status $rc"
-	record_restore_test "$STORE" failed "$start" "error=\"$detail\""
-	die "restore test of mariadb FAILED: $detail"
+	run_restore_test "$STORE" mariadb-dump.sh
 }
 
 do_restore_test_probe() {
@@ -545,15 +450,6 @@ do_restore() {
 	log "restored snapshot ${snapshot:0:8} into $target on $(where): $out"
 }
 
-do_list() {
-	need restic jq
-	snapshots_json "$(restore_repo)" "$STORE" |
-		jq -r '.[] | [(.time | sub("\\.[0-9]+"; "")),
-			((.tags // []) | map(select(startswith("kind="))) | first // "kind=?" | ltrimstr("kind=")),
-			((.tags // []) | map(select(startswith("size="))) | first // "size=?" | ltrimstr("size=")),
-			.short_id] | @tsv'
-}
-
 action=${1:-}
 (($# > 0)) && shift
 case $action in
@@ -561,7 +457,7 @@ backup) do_backup ;;
 restore-test) do_restore_test ;;
 restore-test-probe) do_restore_test_probe "$@" ;;
 restore) do_restore "$@" ;;
-list) do_list ;;
+list) list_snapshots "$STORE" ;;
 prune)
 	need restic jq
 	backup_lock "$STORE"

@@ -437,13 +437,6 @@ SQL
 
 # ---------------------------------------------------------------------------------------
 
-do_list() {
-	need restic jq
-	snapshots_json "$(restore_repo)" "$STORE" "kind=$KIND" | jq -r '.[] |
-		[(.time | sub("\\.[0-9]+"; "")), "logical",
-		 ((.tags // []) | map(select(startswith("size="))) | first // "size=-" | ltrimstr("size=")),
-		 .id[0:8]] | @tsv'
-}
 
 do_prune() {
 	need restic jq flock
@@ -455,7 +448,7 @@ case ${1:-} in
 backup) do_backup ;;
 restore-test) do_restore_test ;;
 restore) shift; do_restore "$@" ;;
-list) do_list ;;
+list) list_snapshots "$STORE" "kind=$KIND" ;;
 prune) do_prune ;;
 -h | --help | help) usage ;;
 *) usage >&2; die "unknown action '${1:-}'" ;;

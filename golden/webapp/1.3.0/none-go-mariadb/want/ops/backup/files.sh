@@ -135,23 +135,7 @@ do_backup() {
 # before this script fails.
 do_restore_test() {
 	need restic jq sha256sum
-	backup_lock "$STORE-restore-test"
-	local start work rc detail
-	start=$(now)
-	work=$(temp_dir)
-	rc=0
-	"$BACKUP_LIB_DIR/files.sh" restore-test-probe "$work/result" 2>"$work/stderr" || rc=$?
-	cat "$work/stderr" >&2
-	if ((rc == 0)) && [[ -s $work/result ]]; then
-		detail=$(<"$work/result")
-		record_restore_test "$STORE" passed "$start" "$detail"
-		log "restore test of files passed: $detail"
-		return 0
-	fi
-	detail=$(grep ': error: ' "$work/stderr" | tail -n 1 | sed 's/^.*: error: //')
-	[[ -n $detail ]] || detail="the probe exited with status $rc"
-	record_restore_test "$STORE" failed "$start" "error=\"$detail\""
-	die "restore test of files FAILED: $detail"
+	run_restore_test "$STORE" files.sh
 }
 
 do_restore_test_probe() {
@@ -221,14 +205,6 @@ do_restore() {
 	printf '%s\n' "$target"
 }
 
-do_list() {
-	need restic jq
-	snapshots_json "$(restore_repo)" "$STORE" |
-		jq -r '.[] | [(.time | sub("\\.[0-9]+"; "")),
-			((.tags // []) | map(select(startswith("kind="))) | first // "kind=?" | ltrimstr("kind=")),
-			((.tags // []) | map(select(startswith("size="))) | first // "size=?" | ltrimstr("size=")),
-			.short_id] | @tsv'
-}
 
 action=${1:-}
 (($# > 0)) && shift
@@ -237,7 +213,7 @@ backup) do_backup ;;
 restore-test) do_restore_test ;;
 restore-test-probe) do_restore_test_probe "$@" ;;
 restore) do_restore "$@" ;;
-list) do_list ;;
+list) list_snapshots "$STORE" ;;
 prune)
 	need restic jq
 	backup_lock "$STORE"

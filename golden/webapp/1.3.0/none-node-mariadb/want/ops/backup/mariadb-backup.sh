@@ -26,6 +26,8 @@
 set -euo pipefail
 # shellcheck source=ops/backup/lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source=ops/backup/mariadb-lib.sh
+. "$(dirname "$0")/mariadb-lib.sh"
 # Errors inside $(...) stop the script too.
 shopt -s inherit_errexit
 
@@ -49,58 +51,8 @@ MARIADB_DATADIR=$(abs "$MARIADB_DATADIR")
 # ---------------------------------------------------------------------------------------
 # SQL helpers
 
-# ident NAME: NAME as a quoted identifier. lit TEXT: TEXT as a string literal.
-ident() { printf '%s%s%s' '`' "${1//\`/\`\`}" '`'; }
-lit() {
-	local s=${1//\\/\\\\}
-	s=${s//\'/\\\'}
-	printf "'%s'" "$s"
-}
-
-# cnf_value TEXT: TEXT quoted for an option file.
-cnf_value() {
-	local s=${1//\\/\\\\}
-	s=${s//\"/\\\"}
-	printf '"%s"' "$s"
-}
-
-# client_cnf: writes an option file with the connection settings and the password into
-# MY_CNF (private, removed at exit), so that the password never shows on a command line.
-# Only this file is read (--defaults-file): settings come from the environment alone.
-MY_CNF=
-client_cnf() {
-	local pw dir
-	pw=$(read_secret "$(secret_path MARIADB_PASSWORD_FILE secrets/db_root_password)")
-	dir=$(temp_dir)
-	MY_CNF=$dir/client.cnf
-	{
-		echo '[client]'
-		echo "user=$(cnf_value "$MARIADB_USER")"
-		echo "password=$(cnf_value "$pw")"
-		if [[ -n $MARIADB_SOCKET ]]; then
-			echo "socket=$(cnf_value "$(abs "$MARIADB_SOCKET")")"
-		else
-			echo "host=$(cnf_value "$MARIADB_HOST")"
-			echo "port=$MARIADB_PORT"
-			echo 'protocol=TCP'
-		fi
-	} >"$MY_CNF"
-	chmod 0600 "$MY_CNF"
-}
-
-where() {
-	if [[ -n $MARIADB_SOCKET ]]; then echo "MariaDB at $MARIADB_SOCKET"; else echo "MariaDB at $MARIADB_HOST:$MARIADB_PORT"; fi
-}
-
 # q SQL [DB]: runs SQL on the live server; tab-separated rows without headers.
 q() { mariadb --defaults-file="$MY_CNF" --batch --skip-column-names --raw -e "$1" ${2:+--database="$2"}; }
-
-# qq SQL [DB]: q, failing with the server's message.
-qq() {
-	local out
-	out=$(q "$@" 2>&1) || die "query failed on $(where): ${1:0:60}...: $out"
-	printf '%s\n' "$out"
-}
 
 # connect: checks the connection; sets SERVER_VERSION.
 SERVER_VERSION=
@@ -116,13 +68,6 @@ major() { sed -n 's/^\([0-9]*\.[0-9]*\)\..*/\1/p' <<<"$1"; }
 
 # tool_version PROGRAM: the MariaDB version a client program was built from.
 tool_version() { "$1" --version 2>&1 | sed -n 's/.*\(server\|Distrib\|Ver\) \([0-9][0-9.]*-MariaDB\).*/\2/p' | head -n 1; }
-
-# system_user_filter: a SQL condition that leaves out the server's own accounts.
-system_user_filter() {
-	local u cond="user <> ''"
-	for u in $MARIADB_SYSTEM_USERS; do cond+=" AND user <> $(lit "$u")"; done
-	printf '%s\n' "$cond"
-}
 
 # objects_sql DB: the number of views, triggers, routines and events of DB.
 objects_sql() {
@@ -349,18 +294,6 @@ prepare() {
 # ---------------------------------------------------------------------------------------
 # Scratch server and probes
 
-# prog NAME: the path of a server program (often in /usr/sbin, outside a user's PATH).
-prog() {
-	local d
-	for d in ${MARIADB_BINDIR:+"$MARIADB_BINDIR"} $(tr ':' ' ' <<<"$PATH") /usr/sbin /usr/bin /usr/libexec /usr/local/mysql/bin; do
-		if [[ -x $d/$1 ]]; then
-			printf '%s\n' "$d/$1"
-			return 0
-		fi
-	done
-	die "$1 is not installed (the scratch server of the restore test needs it; set MARIADB_BINDIR)"
-}
-
 # scratch_start WORK DATADIR [MARIADBD OPTIONS...]: starts a private mariadbd on DATADIR, a
 # free port and a socket of its own; SCRATCH_SOCK is set; stopped at exit.
 SCRATCH_SOCK=
@@ -389,18 +322,6 @@ scratch_start() {
 		sleep 0.25
 	done
 	die "the scratch mariadbd did not come up within 60s: $(tail -n 5 "$work/mysqld.log" | tr '\n' ' ')"
-}
-
-scratch_stop() {
-	local pid=$1 i
-	kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 240; i++)); do
-		kill -0 "$pid" 2>/dev/null || return 0
-		sleep 0.25
-	done
-	log "warning: the scratch mariadbd $pid did not stop within 60s; killing it"
-	kill -KILL "$pid" 2>/dev/null || true
 }
 
 # sq SQL [DB]: runs SQL on the scratch server.
@@ -456,23 +377,7 @@ probe() {
 
 do_restore_test() {
 	need restic jq mariadb mariadb-admin mariadb-backup
-	backup_lock "$STORE-restore-test"
-	local start work rc detail
-	start=$(now)
-	work=$(temp_dir)
-	rc=0
-	"$BACKUP_LIB_DIR/mariadb-backup.sh" restore-test-probe "$work/result" 2>"$work/stderr" || rc=$?
-	cat "$work/stderr" >&2
-	if ((rc == 0)) && [[ -s $work/result ]]; then
-		detail=$(<"$work/result")
-		record_restore_test "$STORE" passed "$start" "$detail"
-		log "restore test of mariadb passed: $detail"
-		return 0
-	fi
-	detail=$(grep ': error: ' "$work/stderr" | tail -n 1 | sed 's/^.*: error: //')
-	[[ -n $detail ]] || detail="the probe exited with status $rc"
-	record_restore_test "$STORE" failed "$start" "error=\"$detail\""
-	die "restore test of mariadb FAILED: $detail"
+	run_restore_test "$STORE" mariadb-backup.sh
 }
 
 do_restore_test_probe() {

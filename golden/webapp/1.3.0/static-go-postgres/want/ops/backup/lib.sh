@@ -275,6 +275,19 @@ latest_snapshot() {
 	snapshots_json "$@" | jq -r 'last | .id // empty'
 }
 
+# list_snapshots STORE [TAG...]: the backups of STORE in the repository restores read from,
+# oldest first, one per line: time, kind, size (the size= tag), short id.
+list_snapshots() {
+	local store=$1
+	shift
+	need restic jq
+	snapshots_json "$(restore_repo)" "$store" "$@" |
+		jq -r '.[] | [(.time | sub("\\.[0-9]+"; "")),
+			((.tags // []) | map(select(startswith("kind="))) | first // "kind=?" | ltrimstr("kind=")),
+			((.tags // []) | map(select(startswith("size="))) | first // "size=?" | ltrimstr("size=")),
+			.short_id] | @tsv'
+}
+
 # prune_guard STORE NEWEST_EPOCH: refuses to prune (exit 1) when the newest backup of STORE
 # is missing or older than BACKUP_MAX_AGE_HOURS: pruning then could leave nothing to restore.
 prune_guard() {
@@ -442,6 +455,29 @@ record_restore_test() {
 			{ print }' "$BACKUP_POLICY_DOC" >"$tmp" && cat "$tmp" >"$BACKUP_POLICY_DOC"
 		rm -f "$tmp"
 	fi
+}
+
+# run_restore_test STORE SCRIPT: runs SCRIPT's restore-test-probe action in a child process and
+# records the outcome, so that a failure anywhere in the probe (a subshell included) is
+# recorded as failed with the probe's last error before this exits non-zero. The probe writes
+# its one-line detail (snapshot, counts) into the file named by its first argument.
+run_restore_test() {
+	local store=$1 script=$2 start work rc=0 detail
+	backup_lock "$store-restore-test"
+	start=$(now)
+	work=$(temp_dir)
+	"$BACKUP_LIB_DIR/$script" restore-test-probe "$work/result" 2>"$work/stderr" || rc=$?
+	cat "$work/stderr" >&2
+	if ((rc == 0)) && [[ -s $work/result ]]; then
+		detail=$(<"$work/result")
+		record_restore_test "$store" passed "$start" "$detail"
+		log "restore test of $store passed: $detail"
+		return 0
+	fi
+	detail=$(grep ': error: ' "$work/stderr" | tail -n 1 | sed 's/^.*: error: //')
+	[[ -n $detail ]] || detail="the probe exited with status $rc"
+	record_restore_test "$store" failed "$start" "error=\"$detail\""
+	die "restore test of $store FAILED: $detail"
 }
 
 # ---------------------------------------------------------------------------------------

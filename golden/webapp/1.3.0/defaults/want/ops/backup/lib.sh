@@ -197,7 +197,13 @@ restic_ensure() {
 	# restic_on's own checks (password file, off-site credentials) where their error shows:
 	# the probe below silences stderr.
 	restic_on "$1" version >/dev/null
-	if restic_on "$1" cat config >/dev/null 2>&1; then
+	local repo=$BACKUP_RESTIC_REPOSITORY
+	[[ $1 == primary ]] || repo=$(abs "$BACKUP_OFFSITE_REPOSITORY")
+	# A local repository exists when its config file does: no need to open it, which costs a
+	# key derivation (~0.6 s); a wrong password shows at the next command anyway.
+	if [[ $repo == *:* ]]; then
+		restic_on "$1" cat config >/dev/null 2>&1 && return 0
+	elif [[ -f $repo/config ]]; then
 		return 0
 	fi
 	log "initialising the $1 restic repository"

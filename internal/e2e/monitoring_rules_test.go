@@ -79,7 +79,7 @@ func monWantAlerts(c monCase) []string {
 		"ContainerMemoryNearLimit", "ContainerCpuThrottled", "ContainerRestarting",
 		"ProbeFailed", "ProbeSlow",
 		"BackendErrorBudgetBurn", "BackendLatencyBudgetBurn",
-		"BackupStale", "BackupMissing", "RestoreTestStale", "RestoreTestFailed",
+		"BackupStale", "BackupMissing", "RestoreTestStale", "RestoreTestMissing", "RestoreTestFailed",
 		"PrometheusConfigReloadFailed", "PrometheusRuleEvaluationFailures", "PrometheusNotificationsFailing",
 		"AlertmanagerConfigReloadFailed", "AlertmanagerNotificationsFailing",
 		"Watchdog",

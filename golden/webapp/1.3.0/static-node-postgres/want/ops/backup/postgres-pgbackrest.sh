@@ -292,27 +292,6 @@ SQL
 
 # ---------------------------------------------------------------------------------------
 
-RT_PASSED=
-RT_START=
-RT_DETAIL=
-RT_ERROR_FILE=
-# die also keeps the first error of a restore test in a file (die may run in a subshell of
-# $(...)), so that the failure recorded names its cause.
-die() {
-	if [[ -n $RT_ERROR_FILE && ! -s $RT_ERROR_FILE ]]; then
-		printf '%s\n' "$*" >"$RT_ERROR_FILE"
-	fi
-	log "error: $*"
-	exit 1
-}
-
-rt_record_failure() {
-	local error
-	error=$(tr '"' "'" <"$RT_ERROR_FILE" 2>/dev/null | paste -sd ' ') || true
-	rm -f "$RT_ERROR_FILE"
-	[[ -z $RT_PASSED ]] || return 0
-	record_restore_test "$STORE" failed "$RT_START" "${RT_DETAIL}error=\"${error:-the restore test stopped unexpectedly}\""
-}
 
 # tool_version CMD: the version number CMD --version prints ("15.4").
 tool_version() { "$1" --version | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+(\.[0-9]+)*$/) { print $i; exit } }'; }
@@ -393,12 +372,15 @@ fetch_offsite() {
 }
 
 do_restore_test() {
-	RT_START=$(now)
-	RT_ERROR_FILE=$(mktemp "${TMPDIR:-/tmp}/$BACKUP_PROJECT-restore-test-error.XXXXXX")
-	on_exit rt_record_failure
+	need pgbackrest psql jq restic flock setpriv
+	run_restore_test "$STORE" postgres-pgbackrest.sh
+}
+
+do_restore_test_probe() {
+	local result_file=$1 start detail=""
+	start=$(now)
 	need pgbackrest psql jq restic flock setpriv
 	pgbr_env
-	backup_lock "$STORE-restore-test"
 	local repo work id="" manifests user info label manifest major bindir cluster port db result verified
 	local -a paths
 	repo=$(restore_repo)
@@ -406,7 +388,8 @@ do_restore_test() {
 	if [[ $repo == offsite ]]; then
 		id=$(latest_snapshot offsite "$STORE")
 		[[ -n $id ]] || die "no off-site copy of the pgBackRest repository in the offsite repository"
-		RT_DETAIL="snapshot=${id:0:8} "
+		detail="snapshot=${id:0:8} "
+		printf '%s\n' "$detail" >"$result_file"
 		mapfile -t paths < <(fetch_offsite "$id" "$work/fetch")
 		((${#paths[@]} == 2)) || die "could not fetch off-site snapshot ${id:0:8}"
 		PGBACKREST_REPO1_PATH=${paths[0]}
@@ -442,7 +425,9 @@ do_restore_test() {
 		die "pgbackrest info failed on the repository $PGBACKREST_REPO1_PATH"
 	label=$(jq -r '.backup // [] | last | .label // empty' <<<"$info")
 	[[ -n $label ]] || die "the pgBackRest repository $PGBACKREST_REPO1_PATH has no backup of stanza $PGBACKREST_STANZA"
-	RT_DETAIL+="label=$label "
+	detail+="label=$label "
+	# What is known so far goes with a failure too.
+	printf '%s\n' "$detail" >"$result_file"
 	manifest=$manifests/$label.json
 	[[ -f $manifest ]] || die "backup $label has no manifest ($manifest): not taken by $SCRIPT_PATH, or the manifest was lost"
 	verify_files "$PGBACKREST_REPO1_PATH" "$manifest"
@@ -478,9 +463,8 @@ do_restore_test() {
 
 	db=$(jq -r .database "$manifest")
 	result=$(probe "$manifest" "${CONN[@]}" -d "$db")
-	RT_PASSED=1
-	record_restore_test "$STORE" passed "$RT_START" "${RT_DETAIL}$result"
-	log "restore test passed: ${RT_DETAIL}from the $repo repository, PostgreSQL $major, $result, took $(($(now) - RT_START))s"
+	printf '%s\n' "${detail}$result" >"$result_file"
+	log "restore test passed: ${detail}from the $repo repository, PostgreSQL $major, $result, took $(($(now) - start))s"
 }
 
 CONN=()
@@ -645,6 +629,7 @@ do_archive() {
 case ${1:-} in
 backup) do_backup ;;
 restore-test) do_restore_test ;;
+restore-test-probe) shift; do_restore_test_probe "$@" ;;
 restore) shift; do_restore "$@" ;;
 list) do_list ;;
 prune) do_prune ;;

@@ -1,18 +1,21 @@
 package generator
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // Write puts files into dir and removes the paths in remove, as one step (an entry whose
-// Mode is a folder creates that folder with its permissions, and must sort before its files): everything is
-// first written to a staging folder inside dir, then moved into place. When anything fails,
-// every change is undone, so dir is left as it was (and removed again if Write created it).
+// Mode is a folder creates that folder with its permissions, and must sort before its files).
+// Everything is first written to a staging folder inside dir and recorded in a journal, then
+// moved into place. When anything fails, every change is undone, so dir is left as it was (and
+// removed again if Write created it); after a crash, Recover finishes or undoes it.
 func Write(dir string, files Files, remove []string) error {
 	tx, err := Apply(dir, files, remove)
 	if err != nil {
@@ -23,8 +26,15 @@ func Write(dir string, files Files, remove []string) error {
 
 // Apply is Write for callers with more steps after it (a git commit, say): the change can
 // still be undone with Undo until Done is called.
-func Apply(dir string, files Files, remove []string) (_ *Txn, err error) {
-	tx := &Txn{}
+func Apply(dir string, files Files, remove []string) (*Txn, error) {
+	return ApplyChange(dir, Change{Files: files, Remove: remove})
+}
+
+// ApplyChange makes the change c in dir: every new file is written into a staging folder and
+// fsynced, the journal of every move is written and fsynced (from then on a crash is rolled
+// forward by Recover), then the moves are made. Until Done, Undo puts everything back.
+func ApplyChange(dir string, c Change) (_ *Txn, err error) {
+	tx := &Txn{dir: filepath.Clean(dir)}
 	defer func() {
 		if err != nil {
 			if rerr := tx.Undo(); rerr != nil {
@@ -32,63 +42,147 @@ func Apply(dir string, files Files, remove []string) (_ *Txn, err error) {
 			}
 		}
 	}()
-	if err := tx.mkdirAll(dir); err != nil {
+	if err := tx.mkdirAll(tx.dir); err != nil {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
-	staging, err := os.MkdirTemp(dir, StagingPrefix)
+	staging, err := os.MkdirTemp(tx.dir, StagingPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("create staging folder: %w", err)
 	}
 	tx.staging = staging
-	for i, f := range files {
-		if err := checkRel(f.Path); err != nil {
-			return nil, err
-		}
-		if f.Mode.IsDir() {
-			continue
-		}
-		p := filepath.Join(staging, "new", fmt.Sprint(i))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(p, f.Data, f.Mode.Perm()); err != nil {
-			return nil, fmt.Errorf("write %s: %w", f.Path, err)
-		}
-		// WriteFile's mode is filtered by the umask; the recorded mode must hold exactly.
-		if err := os.Chmod(p, f.Mode.Perm()); err != nil {
-			return nil, err
+	tx.Checkpoint("staging folder created")
+	mk, _ := json.Marshal(marker{Format: journalFormat, CreatedRoot: c.CreatedRoot || len(tx.created) > 0})
+	if err := writeSynced(filepath.Join(staging, markerName), mk, 0o644); err != nil {
+		return nil, fmt.Errorf("create staging folder: %w", err)
+	}
+	for _, sub := range []string{"new", "old"} {
+		if err := os.Mkdir(filepath.Join(staging, sub), 0o700); err != nil {
+			return nil, fmt.Errorf("create staging folder: %w", err)
 		}
 	}
-	for _, r := range remove {
+	tx.Checkpoint("staging marker written")
+
+	j := &journal{Format: journalFormat, Pid: os.Getpid(), Started: time.Now().UTC(), Hooks: c.Hooks}
+	planned := map[string]bool{} // folders the journal creates
+	nbackup := 0
+	backupName := func() string {
+		nbackup++
+		return fmt.Sprintf("old/%d", nbackup-1)
+	}
+	for _, r := range c.Remove {
 		if err := checkRel(r); err != nil {
 			return nil, err
 		}
-		if err := tx.backup(filepath.Join(dir, filepath.FromSlash(r))); err != nil {
-			return nil, fmt.Errorf("remove %s: %w", r, err)
+		if exists(tx.abs(r)) {
+			j.Steps = append(j.Steps, step{Op: "remove", Path: r, Backup: backupName()})
 		}
 	}
-	for i, f := range files {
-		target := filepath.Join(dir, filepath.FromSlash(f.Path))
+	type staged struct {
+		name string
+		f    File
+	}
+	var toStage []staged
+	all := append(append(Files{}, c.Files...), c.Final...)
+	for i, f := range all {
+		if err := checkRel(f.Path); err != nil {
+			return nil, err
+		}
+		// Parent folders that do not exist yet are created by the journal (and removed on undo).
+		var missing []string
+		for p := filepath.ToSlash(filepath.Dir(filepath.FromSlash(f.Path))); p != "."; p = filepath.ToSlash(filepath.Dir(filepath.FromSlash(p))) {
+			if planned[p] {
+				break
+			}
+			fi, err := os.Lstat(tx.abs(p))
+			if err == nil {
+				if !fi.IsDir() {
+					return nil, fmt.Errorf("create folder for %s: %s is not a folder", f.Path, p)
+				}
+				break
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("create folder for %s: %w", f.Path, err)
+			}
+			missing = append(missing, p)
+		}
+		for k := len(missing) - 1; k >= 0; k-- {
+			planned[missing[k]] = true
+			j.Steps = append(j.Steps, step{Op: "mkdir", Path: missing[k], Mode: 0o755})
+		}
+		target := tx.abs(f.Path)
+		fi, statErr := os.Lstat(target)
 		if f.Mode.IsDir() {
 			// A folder entry sets the mode of a folder the files below it need.
-			if err := tx.mkdirAll(target); err != nil {
-				return nil, fmt.Errorf("create folder %s: %w", f.Path, err)
+			s := step{Op: "mkdir", Path: f.Path, Mode: f.Mode.Perm()}
+			switch {
+			case planned[f.Path]:
+				for k := range j.Steps {
+					if j.Steps[k].Op == "mkdir" && j.Steps[k].Path == f.Path {
+						j.Steps[k].Mode = f.Mode.Perm()
+					}
+				}
+				continue
+			case statErr == nil && !fi.IsDir():
+				return nil, fmt.Errorf("create folder %s: a file is in the way", f.Path)
+			case statErr == nil:
+				s.Existed, s.OldMode = true, fi.Mode().Perm()
+			case !errors.Is(statErr, fs.ErrNotExist):
+				return nil, fmt.Errorf("create folder %s: %w", f.Path, statErr)
 			}
-			if err := os.Chmod(target, f.Mode.Perm()); err != nil {
-				return nil, err
-			}
+			planned[f.Path] = true
+			j.Steps = append(j.Steps, s)
 			continue
 		}
-		if err := tx.mkdirAll(filepath.Dir(target)); err != nil {
-			return nil, fmt.Errorf("create folder for %s: %w", f.Path, err)
+		s := step{Op: "put", Path: f.Path, Mode: f.Mode.Perm(), Staged: fmt.Sprintf("new/%d", i), SHA256: f.SHA256()}
+		if statErr == nil {
+			s.Backup = backupName()
+		} else if !errors.Is(statErr, fs.ErrNotExist) {
+			return nil, fmt.Errorf("replace %s: %w", f.Path, statErr)
 		}
-		if err := tx.backup(target); err != nil {
-			return nil, fmt.Errorf("replace %s: %w", f.Path, err)
+		j.Steps = append(j.Steps, s)
+		toStage = append(toStage, staged{s.Staged, f})
+	}
+	names := make([]string, len(toStage))
+	byName := map[string]File{}
+	for i, s := range toStage {
+		names[i] = s.name
+		byName[s.name] = s.f
+	}
+	if err := parallel(names, func(n string) error {
+		f := byName[n]
+		if err := writeSynced(filepath.Join(staging, filepath.FromSlash(n)), f.Data, f.Mode.Perm()); err != nil {
+			return fmt.Errorf("write %s: %w", f.Path, err)
 		}
-		if err := os.Rename(filepath.Join(staging, "new", fmt.Sprint(i)), target); err != nil {
-			return nil, fmt.Errorf("move %s into place: %w", f.Path, err)
-		}
-		tx.placed = append(tx.placed, target)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		tx.Checkpoint("staged " + byName[n].Path)
+	}
+	if err := syncDir(filepath.Join(staging, "new")); err != nil {
+		return nil, err
+	}
+	// The commit point: once journal.json exists, the write is finished by recovery.
+	data, err := json.MarshalIndent(j, "", " ")
+	if err != nil {
+		return nil, err
+	}
+	tmp := filepath.Join(staging, journalName+".tmp")
+	if err := writeSynced(tmp, data, 0o644); err != nil {
+		return nil, fmt.Errorf("write the journal: %w", err)
+	}
+	tx.Checkpoint("journal written")
+	if err := os.Rename(tmp, filepath.Join(staging, journalName)); err != nil {
+		return nil, fmt.Errorf("write the journal: %w", err)
+	}
+	if err := syncDir(staging); err != nil {
+		return nil, err
+	}
+	tx.j, tx.committed = j, true
+	tx.Checkpoint("journal committed")
+	if err := tx.forward(); err != nil {
+		return nil, err
 	}
 	return tx, nil
 }
@@ -103,15 +197,18 @@ func checkRel(p string) error {
 	return nil
 }
 
-// Txn records what Apply changed so that it can be undone in reverse order.
+// Txn is a change that has been applied and can still be undone, until Done.
 type Txn struct {
-	staging string
-	created []string          // folders Write created, outermost first
-	placed  []string          // files moved into place
-	backups map[string]string // original path -> where it was moved
-	order   []string          // backed-up paths in order
+	dir       string
+	staging   string
+	j         *journal
+	committed bool     // the journal is on disk
+	done      int      // steps made
+	created   []string // folders above the project created in-process, outermost first
+	hookRun   HookFunc
 }
 
+// mkdirAll creates dir and its missing parents, remembering them for Undo.
 func (t *Txn) mkdirAll(dir string) error {
 	dir = filepath.Clean(dir)
 	if fi, err := os.Stat(dir); err == nil {
@@ -132,55 +229,41 @@ func (t *Txn) mkdirAll(dir string) error {
 	return nil
 }
 
-// backup moves an existing path aside into the staging folder; a missing path is fine.
-func (t *Txn) backup(p string) error {
-	if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
-		return nil
-	} else if err != nil {
-		return err
-	}
-	if t.backups == nil {
-		t.backups = map[string]string{}
-	}
-	dst := filepath.Join(t.staging, "old", fmt.Sprint(len(t.order)))
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	if err := os.Rename(p, dst); err != nil {
-		return err
-	}
-	t.backups[p] = dst
-	t.order = append(t.order, p)
-	return nil
-}
-
-// Done keeps the change and removes the staging folder with the replaced originals.
+// Done keeps the change: the moves are made durable, then the journal and the staging folder
+// with the replaced originals are removed.
 func (t *Txn) Done() error {
-	return os.RemoveAll(t.staging)
+	if err := t.syncTouched(); err != nil {
+		return err
+	}
+	t.Checkpoint("moves synced")
+	gone := t.staging + doneSuffix
+	if err := os.Rename(t.staging, gone); err != nil {
+		return fmt.Errorf("remove the staging folder: %w", err)
+	}
+	t.Checkpoint("staging folder marked done")
+	if err := os.RemoveAll(gone); err != nil {
+		return fmt.Errorf("remove the staging folder: %w", err)
+	}
+	return syncDir(t.dir)
 }
 
 // Undo puts back everything as it was before Apply.
 func (t *Txn) Undo() error {
 	var errs []error
-	for i := len(t.placed) - 1; i >= 0; i-- {
-		if err := os.Remove(t.placed[i]); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if t.committed {
+		if err := t.rollback(); err != nil {
+			errs = append(errs, err)
+		}
+	} else if t.staging != "" {
+		if err := removeStaging(t.dir, t.staging, undoneSuffix); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	for i := len(t.order) - 1; i >= 0; i-- {
-		p := t.order[i]
-		if err := os.Rename(t.backups[p], p); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if t.staging != "" {
-		if err := os.RemoveAll(t.staging); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	for i := len(t.created) - 1; i >= 0; i-- {
-		if err := os.Remove(t.created[i]); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, err)
+	if len(errs) == 0 {
+		for i := len(t.created) - 1; i >= 0; i-- {
+			if err := os.Remove(t.created[i]); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return errors.Join(errs...)

@@ -136,6 +136,7 @@ func runNew(d *deps, opts *newOptions) error {
 		Dir: opts.Dir, Blueprint: opts.Blueprint, Flags: opts.Flags, Set: sets,
 		AnswersFile: opts.AnswersFile, Defaults: opts.Defaults, Ask: askOnce,
 		Force: opts.Force, DryRun: opts.DryRun, Git: opts.Git, Version: d.version,
+		OnRecover: d.recovered(opts.Dir),
 	})
 	if err != nil {
 		return err

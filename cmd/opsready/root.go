@@ -159,6 +159,14 @@ func parseSets(sets []string) (map[string]string, error) {
 	return out, nil
 }
 
+// recovered reports on stderr an interrupted write that a command finished or undid before
+// doing its own work.
+func (d *deps) recovered(dir string) func(project.Recovery) {
+	return func(r project.Recovery) {
+		fmt.Fprintf(d.err, "opsready: %s: %s\n", dir, r)
+	}
+}
+
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -73,6 +73,7 @@ func runUpgrade(d *deps, opts *upgradeOptions) error {
 	res, err := project.Upgrade(project.UpgradeOptions{
 		Dir: opts.Dir, To: opts.To, Set: sets, AnswersFile: opts.AnswersFile, Ask: ask,
 		DryRun: opts.DryRun, Force: opts.Force, Version: d.version,
+		OnRecover: d.recovered(opts.Dir),
 	})
 	if err != nil && res == nil {
 		return err

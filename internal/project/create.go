@@ -36,6 +36,8 @@ type CreateOptions struct {
 	Version     string            // opsready's version, recorded in the lock file
 	Library     *blueprints.Library
 	Rand        io.Reader // source of secrets; crypto/rand when nil
+	// OnRecover hears of an interrupted earlier write that was finished or undone first.
+	OnRecover func(Recovery)
 }
 
 // PlannedFile is one entry of the plan `new` prints.
@@ -81,6 +83,15 @@ func Create(opts CreateOptions) (*Created, error) {
 	if err != nil {
 		return nil, err
 	}
+	// An existing folder is locked from the start, so that the plan cannot go stale, and an
+	// interrupted write in it is finished or undone before it is looked at.
+	var wl *writeLock
+	defer func() { _ = wl.unlock() }()
+	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+		if wl, _, err = lockAndRecover(dir, opts.OnRecover); err != nil {
+			return nil, err
+		}
+	}
 	_, err = checkTarget(dir, opts.Force)
 	if err != nil {
 		return nil, err
@@ -121,25 +132,67 @@ func Create(opts CreateOptions) (*Created, error) {
 	if opts.DryRun {
 		return res, nil
 	}
-	tx, err := generator.Apply(dir, all, nil)
-	if err != nil {
-		return nil, err
+	return res, writeNew(dir, wl, all, opts, res)
+}
+
+// writeNew writes the new project under its write lock (taken here when the folder did not
+// exist before) and commits it; the commit is a step of the write's journal, so a killed
+// `new` is completed or undone by the next command.
+func writeNew(dir string, wl *writeLock, all generator.Files, opts CreateOptions, res *Created) (err error) {
+	createdRoot := false
+	if wl == nil {
+		var removeRoot func()
+		removeRoot, createdRoot, err = mkdirRoot(dir)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err != nil && createdRoot {
+				removeRoot() // after the unlock below has removed the lock file
+			}
+		}()
+		if wl, _, err = lockAndRecover(dir, opts.OnRecover); err != nil {
+			return err
+		}
+		wl.record(createdRoot)
+		defer func() {
+			if uerr := wl.unlock(); err == nil {
+				err = uerr
+			}
+		}()
+		// Another `new` may have filled the folder since it was planned.
+		if _, err = checkTarget(dir, opts.Force); err != nil {
+			return err
+		}
 	}
+	message := fmt.Sprintf("Generate %s %s with opsready", res.Blueprint, res.Version)
+	var hooks []generator.Hook
+	gitInit := false
 	if opts.Git {
 		_, statErr := os.Lstat(filepath.Join(dir, ".git"))
-		hash, err := commitAll(dir, fmt.Sprintf("Generate %s %s with opsready", bp.Name, bp.Version))
+		gitInit = errors.Is(statErr, fs.ErrNotExist)
+		hooks = append(hooks, commitHook(message, gitInit))
+	}
+	tx, err := generator.ApplyChange(dir, generator.Change{Files: all, Hooks: hooks, CreatedRoot: createdRoot})
+	if err != nil {
+		return err
+	}
+	if opts.Git {
+		tx.Checkpoint("commit")
+		hash, err := commitAll(dir, message)
 		if err != nil {
-			if errors.Is(statErr, fs.ErrNotExist) {
+			if gitInit {
 				_ = os.RemoveAll(filepath.Join(dir, ".git")) // a half-made repository of ours
 			}
 			if uerr := tx.Undo(); uerr != nil {
-				return nil, fmt.Errorf("git: %w (and removing the written files failed: %v)", err, uerr)
+				return fmt.Errorf("git: %w (and removing the written files failed: %v)", err, uerr)
 			}
-			return nil, fmt.Errorf("git: %w (nothing was left behind; try `--no-git`)", err)
+			return fmt.Errorf("git: %w (nothing was left behind; try `--no-git`)", err)
 		}
 		res.Commit = hash
+		tx.Checkpoint("committed")
 	}
-	return res, tx.Done()
+	return tx.Done()
 }
 
 // checkTarget refuses a non-empty folder unless forced, and reports whether dir existed.
@@ -158,8 +211,14 @@ func checkTarget(dir string, force bool) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("target %s: %w", dir, err)
 	}
-	if len(entries) > 0 && !force {
-		return true, fmt.Errorf("%w: %s has %d entries; choose an empty or new folder, or pass `--force` to write over it", ErrTargetNotEmpty, dir, len(entries))
+	n := 0
+	for _, e := range entries {
+		if e.Name() != WriteLockName { // ours, held while `new` looks
+			n++
+		}
+	}
+	if n > 0 && !force {
+		return true, fmt.Errorf("%w: %s has %d entries; choose an empty or new folder, or pass `--force` to write over it", ErrTargetNotEmpty, dir, n)
 	}
 	return true, nil
 }

@@ -27,7 +27,8 @@ func commitAll(dir, message string) (string, error) {
 		return "", err
 	}
 	// Write's staging folder (with the originals of replaced files) still exists at this point.
-	wt.Excludes = append(wt.Excludes, gitignore.ParsePattern(generator.StagingPrefix+"*", nil))
+	// So is the write lock.
+	wt.Excludes = append(wt.Excludes, gitignore.ParsePattern(generator.StagingPrefix+"*", nil), gitignore.ParsePattern("/"+WriteLockName, nil))
 	if err := wt.AddWithOptions(&git.AddOptions{All: true}); err != nil {
 		return "", err
 	}

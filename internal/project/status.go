@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5"
@@ -47,7 +49,8 @@ func ReadStatus(dir string) (*Status, error) {
 		}
 		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(p)))
 		switch {
-		case errors.Is(err, fs.ErrNotExist):
+		// A folder at the path, or a file where one of its folders should be, is no file either.
+		case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EISDIR):
 			st.Missing = append(st.Missing, p)
 			continue
 		case err != nil:
@@ -94,7 +97,7 @@ func ReadStatus(dir string) (*Status, error) {
 	}
 	st.Conflicts = append(st.Conflicts, unmergedPaths(dir)...)
 	for _, p := range st.Added {
-		if orig, ok := strings.CutSuffix(p, ".opsready-new"); ok {
+		if orig, ok := opsreadyNewOf(p); ok {
 			st.Conflicts = append(st.Conflicts, orig)
 		}
 	}
@@ -147,4 +150,16 @@ func dedupe(s []string) []string {
 		}
 	}
 	return out
+}
+
+// opsreadyNewOf returns the file whose new version an upgrade wrote at p (`x.opsready-new`,
+// or `x.opsready-new.N` when that name was taken).
+func opsreadyNewOf(p string) (string, bool) {
+	if i := strings.LastIndex(p, ".opsready-new."); i > 0 {
+		if _, err := strconv.Atoi(p[i+len(".opsready-new."):]); err == nil {
+			return p[:i], true
+		}
+	}
+	orig, ok := strings.CutSuffix(p, ".opsready-new")
+	return orig, ok && orig != ""
 }

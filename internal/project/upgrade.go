@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -14,7 +13,6 @@ import (
 	"github.com/go-git/go-git/v5"
 
 	"github.com/opsready/opsready/blueprints"
-	"github.com/opsready/opsready/generator"
 	"github.com/opsready/opsready/internal/lock"
 	"github.com/opsready/opsready/internal/merge"
 	"github.com/opsready/opsready/prompts"
@@ -46,6 +44,8 @@ type UpgradeOptions struct {
 	Force       bool // skip the clean-work-tree guard
 	Version     string
 	Library     *blueprints.Library
+	// OnRecover hears of an interrupted earlier write that was finished or undone first.
+	OnRecover func(Recovery)
 }
 
 // FileChange is one line of the plan and report.
@@ -55,6 +55,7 @@ type FileChange struct {
 	Policy string `json:"policy,omitempty"`
 	From   string `json:"renamed_from,omitempty"`
 	Note   string `json:"note,omitempty"`
+	Beside string `json:"new_version_at,omitempty"` // where a binary file's new version was written
 	Diff   string `json:"diff,omitempty"`
 }
 
@@ -102,6 +103,13 @@ func Upgrade(opts UpgradeOptions) (*Upgraded, error) {
 	if err != nil {
 		return nil, err
 	}
+	// One opsready at a time, from reading the tree to writing it (a plan made from a tree
+	// another run is changing is wrong); an interrupted earlier write is finished first.
+	wl, err := lockExisting(dir, opts.OnRecover)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = wl.unlock() }()
 	lk, err := lock.Read(dir)
 	if err != nil {
 		return nil, err
@@ -236,131 +244,15 @@ func Upgrade(opts UpgradeOptions) (*Upgraded, error) {
 	}
 	sort.Strings(sorted)
 
-	var writes generator.Files
-	var removes []string
-	var unmerged []unmergedFile
-	for _, p := range sorted {
-		oursPath := p
-		if from, ok := renamed[p]; ok {
-			oursPath = from
-		}
-		ours, err := readSide(dir, oursPath)
-		if err != nil {
-			return nil, err
-		}
-		b, t := base[p], theirs[p]
-		policy := theirPolicy[p]
-		if policy == "" {
-			policy = policies[p]
-		}
-		ch := FileChange{Path: p, Policy: policy}
-		if oursPath != p {
-			ch.From = oursPath
-		}
-		var result side // what the file should hold afterwards
-		switch {
-		case !t.ok: // gone from the new render
-			switch {
-			case !ours.ok:
-				ch.Action = ActionUnchanged
-			case b.ok && ours.equal(b):
-				ch.Action = ActionDeleted
-			case policy == generator.PolicySeed:
-				ch.Action, ch.Note = ActionKept, "seed file: the team owns it"
-				result = ours
-			default:
-				ch.Action, ch.Note = ActionKept, "modified by you, no longer generated"
-				result = ours
-			}
-		case !ours.ok && policies[p] != "":
-			// It was generated before and is gone now: the team deleted it.
-			if policy == generator.PolicyManaged {
-				ch.Action, ch.Note, result = ActionCreated, "managed file restored", t
-			} else {
-				ch.Action = ActionLeftDeleted
-			}
-		case !ours.ok:
-			ch.Action, result = ActionCreated, t
-		case ours.equal(t):
-			ch.Action, result = ActionUnchanged, ours
-		case policy == generator.PolicySeed:
-			ch.Action, result = ActionUnchanged, ours
-			if !b.ok || !t.equal(b) {
-				ch.Note = "seed file: yours kept, the new render differs"
-			}
-		case b.ok && ours.equal(b):
-			ch.Action, result = ActionUpdated, t
-		case b.ok && t.equal(b):
-			ch.Action, ch.Note, result = ActionUnchanged, "your edits kept", ours
-		default:
-			var baseData []byte
-			if b.ok {
-				baseData = b.data
-			} else {
-				ch.Note = "no reproducible base: merged against an empty file"
-			}
-			if merge.IsBinary(ours.data) || merge.IsBinary(t.data) || merge.IsBinary(baseData) {
-				ch.Action, ch.Note = ActionConflict, fmt.Sprintf("binary file: yours kept, the new version written to %s.opsready-new", p)
-				result = ours
-				writes = append(writes, generator.File{Path: p + ".opsready-new", Data: t.data, Mode: t.mode})
-				unmerged = append(unmerged, unmergedFile{p, b, ours, t})
-				break
-			}
-			if policy == generator.PolicyManaged {
-				// A managed file is the blueprint's: a local edit is never merged silently.
-				m := merge.Merge3(baseData, ours.data, t.data, labels)
-				if m.Clean {
-					m = merge.Merge3(nil, ours.data, t.data, labels)
-				}
-				ch.Action, ch.Note = ActionConflict, "managed file edited locally"
-				result = side{true, m.Data, ours.mode}
-				unmerged = append(unmerged, unmergedFile{p, b, ours, t})
-				break
-			}
-			m := merge.Merge3(baseData, ours.data, t.data, labels)
-			result = side{true, m.Data, ours.mode}
-			if m.Clean {
-				ch.Action = ActionMerged
-			} else {
-				ch.Action = ActionConflict
-				ch.Note = fmt.Sprintf("%d conflicting hunk%s", m.Conflicts, map[bool]string{true: "s"}[m.Conflicts != 1])
-				unmerged = append(unmerged, unmergedFile{p, b, ours, t})
-			}
-		}
-		if result.ok && ours.ok && oursPath == p && result.mode == 0 {
-			result.mode = ours.mode
-		}
-		if result.ok && result.mode == 0 {
-			result.mode = t.mode
-		}
-		// Executable bits follow the blueprint unless the team changed them.
-		if result.ok && ours.ok && t.ok && b.ok && ours.mode == b.mode && t.mode != b.mode {
-			result.mode = t.mode
-		}
-		if ch.Action == ActionConflict {
-			res.Conflicts++
-		}
-		changed := result.ok != ours.ok || oursPath != p || (result.ok && (!bytes.Equal(result.data, ours.data) || result.mode != ours.mode))
-		if changed && oursPath != p && ours.ok {
-			removes = append(removes, oursPath)
-		}
-		if changed && result.ok {
-			writes = append(writes, generator.File{Path: p, Data: result.data, Mode: result.mode, Policy: policy})
-		} else if changed && !result.ok && ours.ok && oursPath == p {
-			removes = append(removes, p)
-		}
-		if opts.DryRun && changed {
-			var before, after []byte
-			if ours.ok {
-				before = ours.data
-			}
-			if result.ok {
-				after = result.data
-			}
-			ch.Diff = merge.Unified("a/"+oursPath, "b/"+p, before, after, 3)
-		}
-		res.Changes = append(res.Changes, ch)
+	pl, err := planFiles(planInput{
+		dir: dir, paths: sorted, base: base, theirs: theirs, renamed: renamed,
+		policies: policies, theirPolicy: theirPolicy, labels: labels, dryRun: opts.DryRun,
+	})
+	if err != nil {
+		return nil, err
 	}
+	writes, removes, unmerged := pl.writes, pl.removes, pl.unmerged
+	res.Changes, res.Conflicts = pl.changes, pl.conflicts
 
 	// Secrets of components the new answers add (a cache, say) are created, never replaced.
 	local, err := localFiles(newBP, newAnswers, theirsFiles, dir, nil)
@@ -380,7 +272,9 @@ func Upgrade(opts UpgradeOptions) (*Upgraded, error) {
 		}
 	}
 
-	newLock := lock.New(newBP.Name, newBP.Version, opts.Version, newAnswers, theirsFiles)
+	// A file that could not be placed (a team file or folder in its way) is left out of the
+	// lock, so that the next upgrade creates it instead of taking it for deleted by the team.
+	newLock := lock.New(newBP.Name, newBP.Version, opts.Version, newAnswers, pl.lockable(theirsFiles))
 	sameLock := lk.Version == newBP.Version && reflect.DeepEqual(normalize(lk.Answers), normalize(newAnswers)) && reflect.DeepEqual(lk.Files, newLock.Files)
 	if len(writes) == 0 && len(removes) == 0 && sameLock {
 		res.NothingToDo = true
@@ -393,17 +287,11 @@ func Upgrade(opts UpgradeOptions) (*Upgraded, error) {
 	if err != nil {
 		return nil, err
 	}
-	writes = append(writes, generator.File{Path: lock.FileName, Data: data, Mode: 0o644})
 	if err := writes.Sort(); err != nil {
 		return nil, err
 	}
-	if err := generator.Write(dir, writes, removes); err != nil {
-		return nil, fmt.Errorf("write the upgrade (the project is unchanged): %w", err)
-	}
-	if len(unmerged) > 0 {
-		if err := recordUnmerged(dir, unmerged); err != nil {
-			return res, fmt.Errorf("conflicts are in the files, but recording them in the git index failed: %w", err)
-		}
+	if err := writeUpgrade(dir, writes, removes, unmerged, data); err != nil {
+		return res, err
 	}
 	return res, nil
 }
@@ -424,29 +312,6 @@ func normalize(m map[string]any) map[string]string {
 		out[k] = prompts.Format(v)
 	}
 	return out
-}
-
-func readSide(dir, p string) (side, error) {
-	full := filepath.Join(dir, filepath.FromSlash(p))
-	fi, err := os.Lstat(full)
-	if errors.Is(err, fs.ErrNotExist) {
-		return side{}, nil
-	}
-	if err != nil {
-		return side{}, err
-	}
-	if !fi.Mode().IsRegular() {
-		return side{}, fmt.Errorf("%s is not a regular file; move it aside and run the upgrade again", p)
-	}
-	data, err := os.ReadFile(full)
-	if err != nil {
-		return side{}, err
-	}
-	mode := fs.FileMode(0o644)
-	if fi.Mode()&0o100 != 0 {
-		mode = 0o755
-	}
-	return side{true, data, mode}, nil
 }
 
 // migrationsBetween collects the migrations of every version after from, up to and including to.
@@ -484,6 +349,7 @@ func checkClean(dir string) error {
 	if err != nil {
 		return fmt.Errorf("git status: %w", err)
 	}
+	delete(st, WriteLockName) // held by this very run
 	if st.IsClean() {
 		return nil
 	}

@@ -381,3 +381,210 @@ func TestUpgradeFromEveryReleasedVersion(t *testing.T) {
 		}
 	}
 }
+
+func changeOf(res *Upgraded, p string) FileChange {
+	for _, c := range res.Changes {
+		if c.Path == p {
+			return c
+		}
+	}
+	return FileChange{}
+}
+
+func modeOf(t *testing.T, dir, p string) os.FileMode {
+	t.Helper()
+	fi, err := os.Stat(filepath.Join(dir, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Mode().Perm()
+}
+
+// Defect 10: a file the team committed under the name the upgrade would use for a binary
+// file's new version is never overwritten; the new version goes to a free name, reported.
+func TestUpgradeNeverOverwritesTeamOpsreadyNew(t *testing.T) {
+	dir := demoProject(t, "1.0.0", nil)
+	write(t, dir, "logo.png", "\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDRours")
+	write(t, dir, "logo.png.opsready-new", "the team's own notes\n")
+	write(t, dir, "logo.png.opsready-new.1", "more team notes\n")
+	commit(t, dir)
+	res, err := Upgrade(UpgradeOptions{Dir: dir, To: "1.1.0", Version: "test", Library: &demoLib})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if read(t, dir, "logo.png.opsready-new") != "the team's own notes\n" || read(t, dir, "logo.png.opsready-new.1") != "more team notes\n" {
+		t.Error("the team's committed *.opsready-new files were overwritten")
+	}
+	if !strings.HasSuffix(read(t, dir, "logo.png.opsready-new.2"), "v2") {
+		t.Error("the new version of logo.png is not at the next free name")
+	}
+	if c := changeOf(res, "logo.png"); c.Action != ActionConflict || !strings.Contains(c.Note, "logo.png.opsready-new.2") {
+		t.Errorf("logo.png: %s %q", c.Action, c.Note)
+	}
+	st, err := ReadStatus(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(st.Conflicts, ",") != "logo.png" {
+		t.Errorf("status conflicts = %v", st.Conflicts)
+	}
+}
+
+// Defect 11: the executable bit is part of what the team changed: content taken from the
+// new render keeps the team's mode, and the report says so.
+func TestUpgradeKeepsTeamModes(t *testing.T) {
+	dir := demoProject(t, "1.0.0", nil)
+	must(t, os.Chmod(filepath.Join(dir, "run.sh"), 0o644))
+	must(t, os.Chmod(filepath.Join(dir, "config.yaml"), 0o755))
+	must(t, os.Chmod(filepath.Join(dir, "managed.conf"), 0o600)) // not tracked by git, but the team's
+	commit(t, dir)
+	res, err := Upgrade(UpgradeOptions{Dir: dir, To: "1.1.0", Version: "test", Library: &demoLib})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if read(t, dir, "run.sh") != "#!/bin/sh\necho v2\n" || modeOf(t, dir, "run.sh") != 0o644 {
+		t.Errorf("run.sh: mode %o, want the team's 644 with the new content", modeOf(t, dir, "run.sh"))
+	}
+	if !strings.Contains(read(t, dir, "config.yaml"), "timeout: 60s") || modeOf(t, dir, "config.yaml") != 0o755 {
+		t.Errorf("config.yaml: mode %o, want the team's 755 with the new content", modeOf(t, dir, "config.yaml"))
+	}
+	if !strings.Contains(read(t, dir, "managed.conf"), "managed v2") || modeOf(t, dir, "managed.conf") != 0o600 {
+		t.Errorf("managed.conf: mode %o, want the team's 600", modeOf(t, dir, "managed.conf"))
+	}
+	for _, p := range []string{"run.sh", "config.yaml"} {
+		if c := changeOf(res, p); c.Action != ActionUpdated || !strings.Contains(c.Note, "mode") {
+			t.Errorf("%s: %s %q, want updated with a note on the kept mode", p, c.Action, c.Note)
+		}
+	}
+	if s := gitCmd(t, dir, "diff", "HEAD", "--summary"); strings.Contains(s, "mode change") {
+		t.Errorf("the upgrade changed modes:\n%s", s)
+	}
+}
+
+// Defect 15: a team file where the new version needs a folder, and a team folder where it
+// has a file, are conflicts with a clear message; nothing of the team's is lost.
+func TestUpgradeFileFolderClash(t *testing.T) {
+	t.Run("file where a folder is needed", func(t *testing.T) {
+		dir := demoProject(t, "1.1.0", nil)
+		edit(t, dir, "new-name.conf", "root /srv", "root /data")
+		write(t, dir, "conf", "the team's conf file\n")
+		commit(t, dir)
+		res, err := Upgrade(UpgradeOptions{Dir: dir, To: "1.2.0", Set: map[string]string{"owner": "ops@example.org"}, Version: "test", Library: &demoLib})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := changeOf(res, "conf/site.conf")
+		if c.Action != ActionConflict || !strings.Contains(c.Note, "`conf` is a file") {
+			t.Errorf("conf/site.conf: %s %q", c.Action, c.Note)
+		}
+		if read(t, dir, "conf") != "the team's conf file\n" || read(t, dir, "new-name.conf") != "listen 80\nroot /data\n" {
+			t.Error("the team's files were changed")
+		}
+		if !strings.Contains(gitCmd(t, dir, "ls-files", "-u"), "\tconf/site.conf\n") {
+			t.Error("conf/site.conf is not unmerged in the git index")
+		}
+		if lk, _ := lock.Read(dir); lk.Files["conf/site.conf"].SHA256 != "" {
+			t.Error("the lock records a file that was not written")
+		}
+	})
+	t.Run("folder where a file is", func(t *testing.T) {
+		dir := demoProject(t, "1.1.0", nil)
+		write(t, dir, "redis.conf/notes.txt", "the team's notes\n")
+		commit(t, dir)
+		res, err := Upgrade(UpgradeOptions{Dir: dir, To: "1.1.0", Set: map[string]string{"cache": "redis"}, Version: "test", Library: &demoLib})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := changeOf(res, "redis.conf"); c.Action != ActionConflict || !strings.Contains(c.Note, "`redis.conf` is a folder") {
+			t.Errorf("redis.conf: %s %q", c.Action, c.Note)
+		}
+		if read(t, dir, "redis.conf/notes.txt") != "the team's notes\n" {
+			t.Error("the team's folder was changed")
+		}
+		if !strings.Contains(read(t, dir, "config.yaml"), "addr: cache:6379") {
+			t.Error("the rest of the upgrade was not applied")
+		}
+	})
+	t.Run("team file at the new name of a renamed file", func(t *testing.T) {
+		dir := demoProject(t, "1.1.0", nil)
+		edit(t, dir, "new-name.conf", "root /srv", "root /data")
+		write(t, dir, "conf/site.conf", "the team's own site.conf\n")
+		commit(t, dir)
+		res, err := Upgrade(UpgradeOptions{Dir: dir, To: "1.2.0", Set: map[string]string{"owner": "ops@example.org"}, Version: "test", Library: &demoLib})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := changeOf(res, "conf/site.conf"); c.Action != ActionConflict || !strings.Contains(c.Note, "renames new-name.conf to it") {
+			t.Errorf("conf/site.conf: %s %q", c.Action, c.Note)
+		}
+		if read(t, dir, "conf/site.conf") != "the team's own site.conf\n" || read(t, dir, "new-name.conf") != "listen 80\nroot /data\n" {
+			t.Error("the rename overwrote the team's file or lost the team's edit")
+		}
+	})
+	t.Run("team deleted a folder and put a file there", func(t *testing.T) {
+		dir := demoProject(t, "1.0.0", nil)
+		must(t, os.RemoveAll(filepath.Join(dir, "app")))
+		write(t, dir, "app", "the team's app file\n")
+		commit(t, dir)
+		if _, err := Upgrade(UpgradeOptions{Dir: dir, To: "1.1.0", Version: "test", Library: &demoLib}); err != nil {
+			t.Fatal(err)
+		}
+		if read(t, dir, "app") != "the team's app file\n" {
+			t.Error("the team's file was changed")
+		}
+	})
+}
+
+// Defect 14: switching a component off keeps its seed files (reported), and the component's
+// folder still builds with what remains, both ways.
+func TestUpgradeSwitchedOffSeedFilesAreKept(t *testing.T) {
+	for _, c := range []struct {
+		from, to string
+		kept     []string
+	}{
+		{"react", "static", []string{"frontend/package.json", "frontend/src/App.jsx", "frontend/vite.config.js"}},
+		{"static", "react", []string{"frontend/css/site.css", "frontend/js/app.js", "frontend/favicon.svg"}},
+	} {
+		t.Run(c.from+"-to-"+c.to, func(t *testing.T) {
+			t.Parallel()
+			dir := filepath.Join(t.TempDir(), "p")
+			if _, err := Create(CreateOptions{Dir: dir, Blueprint: "webapp@1.3.0", Set: map[string]string{"frontend": c.from}, Defaults: true, Git: true, Version: "test"}); err != nil {
+				t.Fatal(err)
+			}
+			res, err := Upgrade(UpgradeOptions{Dir: dir, To: "1.3.0", Set: map[string]string{"frontend": c.to}, Version: "test"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range c.kept {
+				if !exists(dir, p) {
+					t.Errorf("%s (seed) was deleted", p)
+				}
+				if c := changeOf(res, p); c.Action != ActionKept || !strings.Contains(c.Note, "seed") {
+					t.Errorf("%s: %s %q, want kept and reported", p, c.Action, c.Note)
+				}
+			}
+			checkDockerfileSources(t, dir, "frontend")
+		})
+	}
+}
+
+// checkDockerfileSources fails when a COPY in folder/Dockerfile names a file or folder
+// that is not in the build context (docker build would fail).
+func checkDockerfileSources(t *testing.T, dir, folder string) {
+	t.Helper()
+	df := read(t, dir, folder+"/Dockerfile")
+	for line := range strings.Lines(df) {
+		f := strings.Fields(line)
+		if len(f) < 3 || f[0] != "COPY" || strings.HasPrefix(f[1], "--from") {
+			continue
+		}
+		for _, src := range f[1 : len(f)-1] {
+			if strings.HasPrefix(src, "--") {
+				continue
+			}
+			if !exists(dir, filepath.Join(folder, src)) {
+				t.Errorf("%s/Dockerfile copies %s, which is gone", folder, src)
+			}
+		}
+	}
+}

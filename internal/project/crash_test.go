@@ -30,6 +30,8 @@ type crashOp struct {
 	Force bool              `json:"force,omitempty"`
 	// Embedded uses the blueprints built into opsready instead of testdata/lib.
 	Embedded bool `json:"embedded,omitempty"`
+	// Version is the opsready version the run records in the lock file ("test" when empty).
+	Version string `json:"version,omitempty"`
 }
 
 // crashResult is what the child did.
@@ -38,6 +40,7 @@ type crashResult struct {
 	Out       string   // its output: "OK", "ERROR ...", "RECOVERED <direction>" lines
 	Recovered []string // directions of the recoveries it did
 	Killed    bool
+	ExitCode  int // the child's exit status: 1 when its command failed, as the CLI's (-1 when killed)
 }
 
 // TestCrashChild is the child process of the crash tests; it does nothing otherwise.
@@ -55,12 +58,16 @@ func TestCrashChild(t *testing.T) {
 	if op.Embedded {
 		lib = nil
 	}
+	version := op.Version
+	if version == "" {
+		version = "test"
+	}
 	var err error
 	switch op.Mode {
 	case "upgrade":
-		_, err = Upgrade(UpgradeOptions{Dir: op.Dir, To: op.To, Set: op.Set, Force: op.Force, Version: "test", Library: lib, OnRecover: notify})
+		_, err = Upgrade(UpgradeOptions{Dir: op.Dir, To: op.To, Set: op.Set, Force: op.Force, Version: version, Library: lib, OnRecover: notify})
 	case "new":
-		_, err = Create(CreateOptions{Dir: op.Dir, Blueprint: op.Ref, Set: op.Set, Defaults: true, Force: op.Force, Git: true, Version: "test", Library: lib, OnRecover: notify})
+		_, err = Create(CreateOptions{Dir: op.Dir, Blueprint: op.Ref, Set: op.Set, Defaults: true, Force: op.Force, Git: true, Version: version, Library: lib, OnRecover: notify})
 	case "status":
 		_, _, err = ReadStatusLocked(op.Dir, notify)
 	default:
@@ -68,6 +75,7 @@ func TestCrashChild(t *testing.T) {
 	}
 	if err != nil {
 		fmt.Printf("ERROR %v\n", err)
+		t.Fail() // a failed command exits 1, as the CLI does
 		return
 	}
 	fmt.Println("OK")
@@ -133,14 +141,18 @@ func killAt(t *testing.T, op crashOp, at int) crashResult {
 	cmd, out, pause := crashStart(t, op, at)
 	if at < 0 {
 		_ = cmd.Wait()
-		return crashCollect(t, out, pause, false)
+		r := crashCollect(t, out, pause, false)
+		r.ExitCode = cmd.ProcessState.ExitCode()
+		return r
 	}
 	crashPaused(t, cmd, out, pause)
 	if err := cmd.Process.Kill(); err != nil { // SIGKILL
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	return crashCollect(t, out, pause, true)
+	r := crashCollect(t, out, pause, true)
+	r.ExitCode = cmd.ProcessState.ExitCode()
+	return r
 }
 
 // crashRecover runs `status` in a child, as a user's next command would, and returns the
@@ -504,4 +516,26 @@ func TestCrashRecoveryKilledAtEveryPoint(t *testing.T) {
 	}
 	wg.Wait()
 	t.Logf("recovery killed at %d points", len(rec.Points))
+}
+
+// ReadStatus, not only ReadStatusLocked, leaves the write lock out of the team's added files:
+// a reader that does not lock sees it while another opsready writes.
+func TestReadStatusSkipsWriteLock(t *testing.T) {
+	dir := demoProject(t, "1.0.0", nil)
+	l, err := lockProject(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { must(t, l.unlock()) }()
+	if _, err := os.Stat(filepath.Join(dir, WriteLockName)); err != nil {
+		t.Fatalf("no lock file while locked, so this tests nothing: %v", err)
+	}
+	write(t, dir, "team.txt", "ours\n")
+	st, err := ReadStatus(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(st.Added, ",") != "team.txt" {
+		t.Errorf("added %v, want only the team's file", st.Added)
+	}
 }

@@ -99,16 +99,6 @@ func ReadStatusLocked(dir string, notify func(Recovery)) (*Status, []Recovery, e
 		}
 	}
 	st, err := ReadStatus(dir)
-	if st != nil {
-		// The write lock this run holds is not the team's file.
-		kept := st.Added[:0]
-		for _, p := range st.Added {
-			if p != WriteLockName {
-				kept = append(kept, p)
-			}
-		}
-		st.Added = kept
-	}
 	return st, recs, err
 }
 

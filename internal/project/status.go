@@ -86,7 +86,8 @@ func ReadStatus(dir string) (*Status, error) {
 			return nil
 		}
 		slash := filepath.ToSlash(rel)
-		if _, ok := l.Files[slash]; ok || slash == lock.FileName || ignored.Match(parts, false) {
+		// The write lock is opsready's while it runs, never the team's file.
+		if _, ok := l.Files[slash]; ok || slash == lock.FileName || slash == WriteLockName || ignored.Match(parts, false) {
 			return nil
 		}
 		st.Added = append(st.Added, slash)

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/opsready/opsready/blueprints"
 	"github.com/opsready/opsready/generator"
@@ -113,7 +114,8 @@ func snapshotTree(t *testing.T, dir string) map[string]treeEntry {
 
 // upgradeTrial is one random case: a project generated at a random version with random
 // answers, edited and committed as a team would, to be upgraded with random `--set`s. The
-// crash and concurrency cases reuse it: prepareTrial, run the upgrade their way, checkTrial.
+// crash and concurrency cases reuse it: prepareTrial, run the upgrade their way, checkTrial
+// (propCrashAndRace).
 type upgradeTrial struct {
 	seed   uint64
 	c      propCase
@@ -393,7 +395,15 @@ var (
 	propTrials, propLinesChecked, propLinesLost atomic.Int64
 	propKindsMu                                 sync.Mutex
 	propKinds                                   = map[string]int{}
+	// propSeeds counts the trials; propTrials the upgrades checked (a rolled-back kill is
+	// upgraded and checked again).
+	propSeeds, propKillsForward, propKillsBack, propPairs, propNoWrite atomic.Int64
 )
+
+// Which trials also SIGKILL a copy of the upgrade, and which run two upgrades at once: a
+// share of them, so that `make test` stays fast and `make fuzz` does thousands of each.
+func propKills(seed uint64) bool { return seed%3 == 2 }
+func propRaces(seed uint64) bool { return seed%5 == 3 }
 
 func TestUpgradeProperties(t *testing.T) {
 	first, last := 0, *propCases
@@ -401,7 +411,9 @@ func TestUpgradeProperties(t *testing.T) {
 		first, last = *propSeed, *propSeed+1
 	}
 	t.Cleanup(func() {
-		t.Logf("upgrade property: %d trials, %d team lines checked, %d lost; team edits %v", propTrials.Load(), propLinesChecked.Load(), propLinesLost.Load(), propKinds)
+		t.Logf("upgrade property: %d trials (%d upgrades checked), %d SIGKILLed (%d rolled forward, %d back), %d concurrent pairs, %d without a write; %d team lines checked, %d lost; team edits %v",
+			propSeeds.Load(), propTrials.Load(), propKillsForward.Load()+propKillsBack.Load(), propKillsForward.Load(), propKillsBack.Load(), propPairs.Load(), propNoWrite.Load(),
+			propLinesChecked.Load(), propLinesLost.Load(), propKinds)
 	})
 	for i := first; i < last; i++ {
 		seed := uint64(i)
@@ -416,7 +428,22 @@ func TestUpgradeProperties(t *testing.T) {
 			if d := os.Getenv("UPGRADE_DEBUG"); d != "" {
 				dir = filepath.Join(d, fmt.Sprintf("seed-%d", seed))
 			}
-			tr, res, _ := runUpgradeTrial(t, seed, dir)
+			propSeeds.Add(1)
+			tr := prepareTrial(t, seed, dir)
+			// The committed tree before the upgrade, for the kill and the concurrent runs.
+			template := ""
+			if propKills(seed) || propRaces(seed) {
+				template = filepath.Join(t.TempDir(), "template")
+				crashCopy(t, dir, template)
+			}
+			res, err := Upgrade(tr.options())
+			if err != nil {
+				t.Fatalf("%s %s -> %s, --set %v: %v", tr.c.name, tr.from, tr.c.to, tr.set, err)
+			}
+			checkTrial(t, tr, res)
+			if template != "" {
+				propCrashAndRace(t, tr, template)
+			}
 			if os.Getenv("UPGRADE_DEBUG") != "" {
 				t.Logf("%s %s -> %s --set %v; edits %v", tr.c.name, tr.from, tr.c.to, tr.set, tr.edits.kinds)
 				for _, ch := range res.Changes {
@@ -449,19 +476,6 @@ func TestUpgradeProperties(t *testing.T) {
 			}
 		})
 	}
-}
-
-// runUpgradeTrial does one trial: prepares the project, upgrades it, checks the result and
-// returns the tree the upgrade left.
-func runUpgradeTrial(t *testing.T, seed uint64, dir string) (*upgradeTrial, *Upgraded, map[string]treeEntry) {
-	t.Helper()
-	tr := prepareTrial(t, seed, dir)
-	res, err := Upgrade(tr.options())
-	if err != nil {
-		t.Fatalf("%s %s -> %s, --set %v: %v", tr.c.name, tr.from, tr.c.to, tr.set, err)
-	}
-	checkTrial(t, tr, res)
-	return tr, res, snapshotTree(t, dir)
 }
 
 // checkTrial asserts what an upgrade promises, on the tree it left: no line the team wrote
@@ -640,5 +654,97 @@ func checkTrial(t *testing.T, tr *upgradeTrial, res *Upgraded) {
 	sort.Strings(conflicts)
 	if strings.Join(unmerged, ",") != strings.Join(conflicts, ",") || res.Conflicts != len(conflicts) {
 		t.Errorf("unmerged in the git index %v, conflicts reported %v (count %d)", unmerged, conflicts, res.Conflicts)
+	}
+}
+
+// propCrashAndRace runs the trial's upgrade again in child processes on copies of template
+// (the tree before the upgrade), against the tree the checked in-process upgrade left in
+// tr.dir: a run SIGKILLed at a random point of its write is, after the next command, exactly
+// the old tree or that new one (and a rolled-back one upgrades to it, checked again); of two
+// upgrades at once one runs and the other fails at once, exit 1, naming the first.
+func propCrashAndRace(t *testing.T, tr *upgradeTrial, template string) {
+	rng := rand.New(rand.NewPCG(tr.seed, 7)) // apart from the trial's own stream
+	old, want := crashState(t, template), crashState(t, tr.dir)
+	op := func(dir string) crashOp {
+		return crashOp{Mode: "upgrade", Dir: dir, To: tr.c.to, Set: tr.set, Version: "t", Embedded: tr.c.lib != &demoLib}
+	}
+	copyOf := func(name string) string {
+		dir := filepath.Join(t.TempDir(), name)
+		crashCopy(t, template, dir)
+		return dir
+	}
+	// A lone run in a child learns the write's points and must equal the in-process run.
+	lone := copyOf("lone")
+	full := killAt(t, op(lone), -1)
+	if !crashOK(full.Out) {
+		t.Fatalf("the upgrade in a child failed:\n%s", full.Out)
+	}
+	if d := crashDiff(crashState(t, lone), want); d != "" {
+		t.Fatalf("the upgrade in a child differs from the one in this process: %s", d)
+	}
+	if len(full.Points) == 0 {
+		propNoWrite.Add(1) // nothing to write: nothing to kill or to race for
+		return
+	}
+
+	if propKills(tr.seed) {
+		dir := copyOf("killed")
+		at := rng.IntN(len(full.Points))
+		point := full.Points[at]
+		killAt(t, op(dir), at)
+		recs := strings.Join(crashRecover(t, dir), "+")
+		got := crashState(t, dir)
+		switch {
+		case crashDiff(got, want) == "":
+			propKillsForward.Add(1)
+			if recs == generator.DirectionBack {
+				t.Errorf("killed at %s: reported rolled back, but the tree is the new one", point)
+			}
+		case crashDiff(got, old) == "":
+			propKillsBack.Add(1)
+			if recs == generator.DirectionForward {
+				t.Errorf("killed at %s: reported rolled forward, but the tree is the old one", point)
+			}
+			// Rolled back: the team runs the upgrade again, and gets what a lone run gives.
+			again := *tr
+			again.dir = dir
+			res, err := Upgrade(again.options())
+			if err != nil {
+				t.Fatalf("the upgrade after a kill at %s rolled back: %v", point, err)
+			}
+			checkTrial(t, &again, res)
+			if d := crashDiff(crashState(t, dir), want); d != "" {
+				t.Errorf("the upgrade after a kill at %s rolled back differs from a lone upgrade: %s", point, d)
+			}
+		default:
+			t.Errorf("killed at %s (recovered %q): the tree is in between:\n  against the old: %s\n  against the new: %s", point, recs, crashDiff(got, old), crashDiff(got, want))
+		}
+	}
+
+	if propRaces(tr.seed) {
+		// The first holds the project, stopped at a random point of its write, while the
+		// second starts: the second must not wait, nor touch anything.
+		dir := copyOf("pair")
+		first, out, pause := crashStart(t, op(dir), rng.IntN(len(full.Points)))
+		crashPaused(t, first, out, pause)
+		t0 := time.Now()
+		second := killAt(t, op(dir), -1)
+		took := time.Since(t0)
+		must(t, os.WriteFile(pause+".go", nil, 0o644))
+		firstErr := first.Wait()
+		propPairs.Add(1)
+		wantMsg := fmt.Sprintf("ERROR another opsready is writing to %s (pid %d since ", dir, first.Process.Pid)
+		if !strings.Contains(second.Out, wantMsg) || second.ExitCode != 1 || crashOK(second.Out) {
+			t.Errorf("the second of two upgrades at once (exit %d):\n%s\nwant exit 1 and %q", second.ExitCode, second.Out, wantMsg)
+		}
+		if took > 30*time.Second {
+			t.Errorf("the second of two upgrades at once waited %s instead of failing at once", took)
+		}
+		if firstErr != nil || !crashOK(out.String()) {
+			t.Fatalf("the first of two upgrades at once: %v\n%s", firstErr, out)
+		}
+		if d := crashDiff(crashState(t, dir), want); d != "" {
+			t.Errorf("after two upgrades at once the project differs from a lone upgrade: %s", d)
+		}
 	}
 }

@@ -191,6 +191,11 @@ func mcCheckServices(t *testing.T, c mcCase, dir string, p *types.Project) {
 	for name := range mon {
 		want = append(want, name)
 	}
+	if c.db == "mariadb" {
+		// The one-shot that grants the exporter's user SLAVE MONITOR (mcCheckGrantJob).
+		want = append(want, "db-exporter-grant")
+		mcCheckGrantJob(t, c, p)
+	}
 	slices.Sort(want)
 	if got := p.ServiceNames(); !slices.Equal(got, want) {
 		t.Fatalf("services = %v, want %v", got, want)
@@ -267,6 +272,9 @@ func mcCheckServices(t *testing.T, c mcCase, dir string, p *types.Project) {
 
 		for dep, d := range s.DependsOn {
 			target, ok := p.Services[dep]
+			if name == "db-exporter" && dep == "db-exporter-grant" && d.Condition == types.ServiceConditionCompletedSuccessfully {
+				continue // a one-shot: `up --wait` accepts it exited because a service waits for it
+			}
 			if !ok || d.Condition != types.ServiceConditionHealthy || target.HealthCheck == nil || target.HealthCheck.Disable {
 				t.Errorf("%s: depends on %s (%s), want service_healthy on a service with a healthcheck", where, dep, d.Condition)
 			}
@@ -301,6 +309,35 @@ func mcCheckServices(t *testing.T, c mcCase, dir string, p *types.Project) {
 	}
 	if db := p.Services["db-exporter"]; db.DependsOn["db"].Condition != types.ServiceConditionHealthy {
 		t.Errorf("db-exporter: does not wait for a healthy db: %+v", db.DependsOn)
+	}
+}
+
+// mcCheckGrantJob checks the MariaDB one-shot db-exporter-grant: the database's image, run once
+// per `up` after the database is healthy, with log rotation and small limits.
+func mcCheckGrantJob(t *testing.T, c mcCase, p *types.Project) {
+	t.Helper()
+	g, ok := p.Services["db-exporter-grant"]
+	if !ok {
+		t.Errorf("mariadb: no db-exporter-grant service")
+		return
+	}
+	if g.Image != p.Services["db"].Image {
+		t.Errorf("db-exporter-grant: image %q, want the db's %q (its client)", g.Image, p.Services["db"].Image)
+	}
+	if g.Restart != "no" {
+		t.Errorf("db-exporter-grant: restart %q, want \"no\"", g.Restart)
+	}
+	if g.DependsOn["db"].Condition != types.ServiceConditionHealthy {
+		t.Errorf("db-exporter-grant: does not wait for a healthy db: %+v", g.DependsOn)
+	}
+	if g.Logging == nil || g.Logging.Options["max-size"] != c.logSize {
+		t.Errorf("db-exporter-grant: logging %+v, want the rotated json-file", g.Logging)
+	}
+	if g.Deploy == nil || g.Deploy.Resources.Limits == nil || g.Deploy.Resources.Limits.MemoryBytes <= 0 {
+		t.Errorf("db-exporter-grant: no resource limits")
+	}
+	if len(g.Ports) > 0 {
+		t.Errorf("db-exporter-grant publishes ports %+v", g.Ports)
 	}
 }
 
@@ -567,7 +604,8 @@ var mcMetricSources = func() map[string]string {
 		"redis_evicted_keys_total", "redis_rejected_connections_total")
 	add("backend", "http_requests_total", "http_request_duration_seconds_bucket",
 		"http_request_duration_seconds_sum", "http_request_duration_seconds_count")
-	add("blackbox", "probe_success", "probe_duration_seconds", "probe_ssl_earliest_cert_expiry", "probe_http_status_code")
+	add("blackbox", "probe_success", "probe_duration_seconds", "probe_ssl_earliest_cert_expiry", "probe_http_status_code",
+		"probe_http_duration_seconds", "probe_tls_version_info")
 	add("prometheus", "prometheus_rule_evaluation_failures_total", "prometheus_notifications_dropped_total",
 		"prometheus_tsdb_storage_blocks_bytes", "prometheus_tsdb_head_series")
 	add("alertmanager", "alertmanager_notifications_total", "alertmanager_notifications_failed_total")
@@ -584,6 +622,7 @@ var mcDashboardJobs = map[string][]string{
 	"mysql.json":      {"mysql"},
 	"redis.json":      {"redis"},
 	"backend.json":    {"backend", "blackbox", ""},
+	"tls.json":        {"blackbox"},
 	"alerts.json":     {"prometheus", "alertmanager", ""},
 }
 
@@ -785,7 +824,7 @@ type mcDatasource struct {
 
 // mcGrafanaCases are the answer sets that change which dashboards exist.
 var mcGrafanaCases = []map[string]string{
-	{"db": "postgres", "cache": "none"},
+	{"db": "postgres", "cache": "none", "tls": "none"},
 	{"db": "mariadb", "cache": "redis"},
 	{"db": "postgres", "cache": "redis"},
 	{"db": "mariadb", "cache": "none"},
@@ -828,12 +867,15 @@ func mcAllPanels(ps []mcPanel) []mcPanel {
 
 func TestGrafanaDashboards(t *testing.T) {
 	for _, set := range mcGrafanaCases {
-		t.Run(set["db"]+"-"+set["cache"], func(t *testing.T) {
+		t.Run(set["db"]+"-"+set["cache"]+"-"+set["tls"], func(t *testing.T) {
 			t.Parallel()
 			dir, dashboards, _ := mcGrafanaFiles(t, set)
 
 			want := []string{"alerts.json", "backend.json", "containers.json", "host.json"}
 			want = append(want, map[string]string{"postgres": "postgres.json", "mariadb": "mysql.json"}[set["db"]])
+			if set["tls"] != "none" { // the default is letsencrypt
+				want = append(want, "tls.json")
+			}
 			if set["cache"] == "redis" {
 				want = append(want, "redis.json")
 			}

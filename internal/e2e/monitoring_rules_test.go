@@ -80,6 +80,8 @@ func monWantAlerts(c monCase) []string {
 		"ProbeFailed", "ProbeSlow",
 		"BackendErrorBudgetBurn", "BackendLatencyBudgetBurn",
 		"BackupStale", "BackupMissing", "RestoreTestStale", "RestoreTestMissing", "RestoreTestFailed",
+		// webapp 1.3.1 (issue 10): failed jobs and the verification of the local repositories.
+		"BackupFailed", "BackupVerifyFailed", "BackupVerifyStale",
 		"PrometheusConfigReloadFailed", "PrometheusRuleEvaluationFailures", "PrometheusNotificationsFailing",
 		"AlertmanagerConfigReloadFailed", "AlertmanagerNotificationsFailing",
 		"Watchdog",

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -366,7 +367,21 @@ func TestBackupPostgresLogical(t *testing.T) {
 	bpgPsql(t, conn, `DELETE FROM orders WHERE id <= 1000; UPDATE items SET name = 'changed' WHERE id <= 500;
 		DELETE FROM audit."Event Log" WHERE id > 5; INSERT INTO schema_migrations (version) VALUES ('0004_later');`)
 
-	_, took = bpgMustRun(t, proj, env, "restore-test.sh")
+	// libpq warns on stderr about a password file others can read; the canary check must not
+	// take the warning for its answer. The restore test edits no tracked file (a deploy
+	// would reset it): docs/backup-policy.md stays as generated.
+	passfile := filepath.Join(tmp, "pgpass")
+	if err := os.WriteFile(passfile, []byte("nohost:5432:*:nobody:x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	policy, err := os.ReadFile(filepath.Join(proj, "docs", "backup-policy.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, took = bpgMustRun(t, proj, append(env, "PGPASSFILE="+passfile), "restore-test.sh")
+	if after, _ := os.ReadFile(filepath.Join(proj, "docs", "backup-policy.md")); !bytes.Equal(after, policy) {
+		t.Errorf("the restore test edited docs/backup-policy.md, a tracked file")
+	}
 	line := bpgLastLine(t, filepath.Join(logs, "restore-test.log"))
 	if bpgField(line, "result") != "passed" || bpgField(line, "tables") != strconv.Itoa(len(wantRows)) ||
 		bpgField(line, "rows") != strconv.FormatInt(total, 10) || bpgField(line, "store") != "postgres" {

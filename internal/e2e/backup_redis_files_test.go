@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -689,12 +690,13 @@ func TestBackupRedis(t *testing.T) {
 	// A second backup whose packs are then damaged off-site: the restore test (which reads
 	// off-site) must fail, say why, record 0 and keep the last success.
 	// It starts while a slow background save (begun before its canary) runs: it has to wait
-	// for that one and save again.
+	// for that one and save again. The save is slow enough (0.2 s a key) to outlast the
+	// script's start on any machine, and is ended by the test once the script has met it,
+	// so nothing races the clock.
 	before := brfDataFiles(t, p.offsite())
-	live.must(t, "CONFIG", "SET", "rdb-key-save-delay", "3000") // µs per key: about 1 s
+	live.must(t, "CONFIG", "SET", "rdb-key-save-delay", "200000")
 	live.must(t, "BGSAVE")
-	out = p.mustRun(t, redisEnv, "ops/backup/backup.sh")
-	live.must(t, "CONFIG", "SET", "rdb-key-save-delay", "0")
+	out = brfBackupMeetingSave(t, p, live, redisEnv)
 	if !strings.Contains(out, "already running") {
 		t.Errorf("the backup did not meet the running background save:\n%s", out)
 	}
@@ -725,6 +727,52 @@ func TestBackupRedis(t *testing.T) {
 	if line := brfLastLogLine(t, p); !strings.Contains(line, "result=failed") {
 		t.Errorf("restore-test.log last line %q, want result=failed", line)
 	}
+}
+
+// brfBackupMeetingSave runs backup.sh while live's slow background save runs: once the script
+// says it waits for that save, the test makes saves fast again and kills the save's child
+// process, so the script's own save follows at once. It returns the script's output.
+func brfBackupMeetingSave(t *testing.T, p *brfProject, live *brfRedis, env map[string]string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var out syncBuffer
+	cmd := exec.CommandContext(ctx, filepath.Join(p.dir, "ops/backup/backup.sh"))
+	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = p.dir, p.environ(env), &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	for met := false; !met; {
+		select {
+		case err := <-done:
+			t.Fatalf("backup.sh ended (%v) before it met the running background save:\n%s", err, out.String())
+		case <-time.After(100 * time.Millisecond):
+			met = strings.Contains(out.String(), "already running")
+		}
+	}
+	live.must(t, "CONFIG", "SET", "rdb-key-save-delay", "0")
+	info, _ := live.must(t, "INFO", "server").(string)
+	var pid string
+	for _, l := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "process_id:"); ok {
+			pid = v
+		}
+	}
+	children, err := os.ReadFile(filepath.Join("/proc", pid, "task", pid, "children"))
+	if err != nil || len(strings.Fields(string(children))) == 0 {
+		t.Fatalf("no background save child of redis-server %q: %v", pid, err)
+	}
+	for _, c := range strings.Fields(string(children)) {
+		if n, err := strconv.Atoi(c); err == nil {
+			_ = syscall.Kill(n, syscall.SIGKILL)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("backup.sh after the background save: %v\n%s", err, out.String())
+	}
+	return out.String()
 }
 
 // brfEntry describes a file system entry for comparison: type, permissions and content or

@@ -332,6 +332,19 @@ func TestBackupMetricsSuccessOnly(t *testing.T) {
 		if now, _ := os.ReadFile(prom); string(now) != string(first) {
 			t.Errorf("%s: the failed backup changed %s:\n%s", name, prom, now)
 		}
+		// The failure is recorded: backup_last_result 0, its time, and a log line.
+		res := brfParseProm(t, p.textfile("backup_result_files.prom"))
+		if r := res["backup_last_result"]; len(r) != 1 || r[0].value != 0 || r[0].labels["store"] != "files" {
+			t.Errorf("%s: backup_last_result %v, want 0 for store files", name, r)
+		}
+		if f := res["backup_last_failure_timestamp_seconds"]; len(f) != 1 || f[0].value < float64(end.Unix()) {
+			t.Errorf("%s: backup_last_failure_timestamp_seconds %v, want the time of this failure", name, f)
+		}
+		b, _ := os.ReadFile(filepath.Join(p.env["BACKUP_LOG_DIR"], "backup-results.log"))
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if last := lines[len(lines)-1]; !strings.Contains(last, "store=files result=failed") || !strings.Contains(last, "error=") {
+			t.Errorf("%s: backup-results.log ends with %q, want a failed line with its error", name, last)
+		}
 	}
 	if n := len(p.snapshots(t, p.primary(), "store=files")); n != 1 {
 		t.Errorf("%d files snapshots, want 1 (failed backups store nothing)", n)
@@ -341,7 +354,7 @@ func TestBackupMetricsSuccessOnly(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if fmt.Sprint(names) != "[backup_files_full.prom]" {
-		t.Errorf("textfile directory holds %v, want only backup_files_full.prom (no temporary files left)", names)
+	if fmt.Sprint(names) != "[backup_files_full.prom backup_result_files.prom]" {
+		t.Errorf("textfile directory holds %v, want only backup_files_full.prom and backup_result_files.prom (no temporary files left)", names)
 	}
 }

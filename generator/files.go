@@ -21,6 +21,10 @@ type File struct {
 	Data   []byte      //
 	Mode   fs.FileMode // 0644 or 0755; fs.ModeDir|perm for a folder entry (the secrets folder)
 	Policy string      // empty for files opsready does not track (secrets, .env)
+	// Sources are the blueprint paths that produced the file: its template first, then the
+	// partials and slot fragments it rendered, in first-use order. Empty for files not
+	// rendered from a blueprint (the lock file, secrets).
+	Sources []string
 }
 
 // SHA256 is the hex SHA-256 of the file's content, as recorded in the lock file.

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"path"
 	"strings"
-	"text/template"
 )
 
 // Rule maps, filters and classifies blueprint files. Rules are applied in order; each rule
@@ -47,31 +46,31 @@ func (r Rule) Check() error {
 // Render renders every file of fsys for the given answers, in memory. Only *.tmpl files are
 // rendered (suffix stripped); others are copied byte for byte. Path segments may hold
 // template actions; a path with a segment that renders empty is not generated.
+//
+// Two kinds of template are never written out: partials (any *.tmpl below a `_partials`
+// folder, rendered by `include NAME DATA`) and slot fragments (`_slots/SLOT/FILE.tmpl`,
+// rendered together by `slot SLOT DATA`). See parts.go.
 func Render(fsys fs.FS, rules []Rule, data map[string]any) (Files, error) {
 	var out Files
-	// One template set for the whole tree: the func map is copied once, not per file.
-	root := template.New("").Option("missingkey=error").Funcs(Funcs())
-	err := fs.WalkDir(fsys, ".", func(src string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		f, ok, err := renderOne(root, fsys, src, rules, data)
+	r, regular, err := newRenderer(fsys, rules, data)
+	if err != nil {
+		return nil, err
+	}
+	for _, src := range regular {
+		f, ok, err := r.renderOne(src)
 		if err != nil {
-			return fmt.Errorf("render %s: %w", src, err)
+			return nil, fmt.Errorf("render %s: %w", src, err)
 		}
 		if ok {
 			out = append(out, f)
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
 	return out, out.Sort()
 }
 
-func renderOne(root *template.Template, fsys fs.FS, src string, rules []Rule, data map[string]any) (File, bool, error) {
-	cur, policy := src, PolicyMerge
+// enabled applies the rules to src: whether it is generated, where it goes, its policy.
+func enabled(src string, rules []Rule, data map[string]any) (cur, policy string, ok bool, err error) {
+	cur, policy = src, PolicyMerge
 	for _, r := range rules {
 		if !Match(r.Glob, cur) {
 			continue
@@ -79,10 +78,10 @@ func renderOne(root *template.Template, fsys fs.FS, src string, rules []Rule, da
 		if r.When != "" {
 			ok, err := EvalBool(r.When, data)
 			if err != nil {
-				return File{}, false, fmt.Errorf("rule %q: %w", r.Glob, err)
+				return "", "", false, fmt.Errorf("rule %q: %w", r.Glob, err)
 			}
 			if !ok {
-				return File{}, false, nil
+				return "", "", false, nil
 			}
 		}
 		if r.To != "" {
@@ -92,10 +91,18 @@ func renderOne(root *template.Template, fsys fs.FS, src string, rules []Rule, da
 			policy = r.Policy
 		}
 	}
+	return cur, policy, true, nil
+}
+
+func (r *renderer) renderOne(src string) (File, bool, error) {
+	cur, policy, ok, err := enabled(src, r.rules, r.data)
+	if err != nil || !ok {
+		return File{}, false, err
+	}
 	if strings.Contains(cur, "{{") {
 		segs := strings.Split(cur, "/")
 		for i, s := range segs {
-			out, err := Eval(s, data)
+			out, err := Eval(s, r.data)
 			if err != nil {
 				return File{}, false, fmt.Errorf("path: %w", err)
 			}
@@ -109,25 +116,28 @@ func renderOne(root *template.Template, fsys fs.FS, src string, rules []Rule, da
 		}
 		cur = strings.Join(segs, "/")
 	}
-	raw, err := fs.ReadFile(fsys, src)
+	raw, err := fs.ReadFile(r.fsys, src)
 	if err != nil {
 		return File{}, false, err
 	}
-	info, err := fs.Stat(fsys, src)
+	info, err := fs.Stat(r.fsys, src)
 	if err != nil {
 		return File{}, false, err
 	}
+	sources := []string{src}
 	if strings.HasSuffix(cur, ".tmpl") {
 		cur = strings.TrimSuffix(cur, ".tmpl")
-		t, err := root.New(src).Parse(string(raw))
+		t, err := r.root.New(src).Parse(string(raw))
 		if err != nil {
 			return File{}, false, err
 		}
 		var b bytes.Buffer
-		if err := t.Execute(&b, data); err != nil {
+		r.used = nil
+		if err := t.Execute(&b, r.data); err != nil {
 			return File{}, false, err
 		}
 		raw = b.Bytes()
+		sources = append(sources, r.used...)
 	}
 	if strings.HasSuffix(cur, ".go") {
 		formatted, err := format.Source(raw)
@@ -141,7 +151,7 @@ func renderOne(root *template.Template, fsys fs.FS, src string, rules []Rule, da
 	if info.Mode()&0o111 != 0 || bytes.HasPrefix(raw, []byte("#!")) {
 		mode = 0o755
 	}
-	return File{Path: cur, Data: raw, Mode: mode, Policy: policy}, true, nil
+	return File{Path: cur, Data: raw, Mode: mode, Policy: policy, Sources: sources}, true, nil
 }
 
 // Match reports whether a slash-separated path matches a glob in which "*" matches within

@@ -2,10 +2,6 @@ package prompts
 
 import (
 	"fmt"
-	"net"
-	"net/mail"
-	"net/url"
-	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -47,6 +43,8 @@ type Validation struct {
 	Min       *int   `yaml:"min,omitempty" json:"min,omitempty"`
 	Max       *int   `yaml:"max,omitempty" json:"max,omitempty"`
 	Validator string `yaml:"validator,omitempty" json:"validator,omitempty"`
+	// Describe says in words what Pattern allows, for help texts (e.g. "HH:MM such as 02:30").
+	Describe string `yaml:"describe,omitempty" json:"describe,omitempty"`
 }
 
 // FlagName is the command-line flag for the question: the key with dashes for underscores.
@@ -59,93 +57,6 @@ func (q Question) OptionValues() []string {
 		vals[i] = o.Value
 	}
 	return vals
-}
-
-// Validator is a named check that a string value must pass; it returns a reason on failure.
-type Validator struct {
-	Describe string
-	Check    func(string) error
-}
-
-var (
-	dnsLabelRe = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$`)
-	domainRe   = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
-	cpusRe     = regexp.MustCompile(`^[0-9]{1,3}(\.[0-9]{1,2})?$`)
-	safePathRe = regexp.MustCompile(`^[A-Za-z0-9._/-]+$`)
-	percentRe  = regexp.MustCompile(`^[0-9]{1,2}(\.[0-9]{1,4})?$`)
-	urlRe      = regexp.MustCompile(`^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?$`)
-)
-
-// Validators are the named validators a question may use in `validate.validator`.
-// Each accepts only values that are safe to place in shell, YAML and JSON after escaping.
-var Validators = map[string]Validator{
-	"dnslabel": {"lower-case letters, digits and dashes, starting with a letter, at most 40 characters", func(s string) error {
-		if !dnsLabelRe.MatchString(s) {
-			return fmt.Errorf("%q is not a valid name", s)
-		}
-		return nil
-	}},
-	"domain": {"a fully qualified lower-case domain name such as app.example.org", func(s string) error {
-		if len(s) > 253 || !domainRe.MatchString(s) {
-			return fmt.Errorf("%q is not a valid domain name", s)
-		}
-		return nil
-	}},
-	"email": {"an e-mail address such as ops@example.org", func(s string) error {
-		a, err := mail.ParseAddress(s)
-		if err != nil || a.Address != s || a.Name != "" || !safeEmail(s) {
-			return fmt.Errorf("%q is not a plain e-mail address", s)
-		}
-		return nil
-	}},
-	"abspath": {"an absolute path of letters, digits, '.', '_', '-' and '/'", func(s string) error {
-		if !path.IsAbs(s) || !safePathRe.MatchString(s) || path.Clean(s) != s || s == "/" {
-			return fmt.Errorf("%q is not a clean absolute path", s)
-		}
-		return nil
-	}},
-	"hostport": {"host:port such as smtp.example.org:587", func(s string) error {
-		host, port, ok := strings.Cut(s, ":")
-		n, err := strconv.Atoi(port)
-		if !ok || err != nil || n < 1 || n > 65535 || (!domainRe.MatchString(host) && net.ParseIP(host) == nil) {
-			return fmt.Errorf("%q is not host:port", s)
-		}
-		return nil
-	}},
-	"percent": {"a percentage below 100 such as 99.9", func(s string) error {
-		f, err := strconv.ParseFloat(s, 64)
-		if !percentRe.MatchString(s) || err != nil || f <= 0 || f >= 100 {
-			return fmt.Errorf("%q is not a percentage between 0 and 100", s)
-		}
-		return nil
-	}},
-	"url": {"an http(s) URL of letters, digits and -._~/:%", func(s string) error {
-		u, err := url.Parse(s)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || !urlRe.MatchString(s) || strings.HasSuffix(s, "/") {
-			return fmt.Errorf("%q is not an http(s) URL without a trailing slash", s)
-		}
-		return nil
-	}},
-	"cpus": {"a number of CPU cores such as 0.5 or 2", func(s string) error {
-		f, err := strconv.ParseFloat(s, 64)
-		if !cpusRe.MatchString(s) || err != nil || f <= 0 {
-			return fmt.Errorf("%q is not a positive number of cores", s)
-		}
-		return nil
-	}},
-}
-
-func safeEmail(s string) bool {
-	local, domain, ok := strings.Cut(s, "@")
-	if !ok || local == "" || !domainRe.MatchString(domain) {
-		return false
-	}
-	for _, r := range local {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._+-", r)) {
-			return false
-		}
-	}
-	return true
 }
 
 // Check validates the question definition itself, so a broken blueprint fails at load time.
@@ -178,7 +89,7 @@ func (q Question) Check() error {
 		}
 	}
 	if v := q.Validate.Validator; v != "" {
-		if _, ok := Validators[v]; !ok {
+		if _, ok := LookupValidator(v); !ok {
 			return fmt.Errorf("question %q: unknown validator %q", q.Key, v)
 		}
 	}
@@ -304,10 +215,10 @@ func (q Question) Valid(v any) error {
 			return fmt.Errorf("value must be a single line")
 		}
 		if p := q.Validate.Pattern; p != "" && !regexp.MustCompile(p).MatchString(x) {
-			return fmt.Errorf("%q does not match %s", x, p)
+			return fmt.Errorf("%q is not allowed (want %s)", x, q.Allowed())
 		}
 		if name := q.Validate.Validator; name != "" {
-			val := Validators[name]
+			val, _ := LookupValidator(name)
 			if err := val.Check(x); err != nil {
 				return fmt.Errorf("%w (want %s)", err, val.Describe)
 			}
@@ -351,13 +262,43 @@ func (q Question) Allowed() string {
 		}
 		return "a whole number"
 	}
-	if v := q.Validate.Validator; v != "" {
-		return Validators[v].Describe
+	if v, ok := LookupValidator(q.Validate.Validator); ok {
+		return v.Describe
 	}
-	if q.Validate.Pattern != "" {
-		return "matching " + q.Validate.Pattern
+	if p := q.Validate.Pattern; p != "" {
+		if q.Validate.Describe != "" {
+			return q.Validate.Describe
+		}
+		if f, ok := knownPatterns[p]; ok {
+			return f.Describe
+		}
+		return patternHelp
 	}
 	return "text"
+}
+
+// ValueName is the placeholder for the question's value in flag help, e.g. DOMAIN.
+func (q Question) ValueName() string {
+	switch q.Type {
+	case TypeSelect:
+		if s := strings.Join(q.OptionValues(), "|"); len(s) <= 24 {
+			return s
+		}
+		return "VALUE"
+	case TypeMultiSelect:
+		return "LIST"
+	case TypeConfirm:
+		return "true|false"
+	case TypeNumber:
+		return "N"
+	}
+	if v, ok := LookupValidator(q.Validate.Validator); ok {
+		return v.ValueName
+	}
+	if f, ok := knownPatterns[q.Validate.Pattern]; ok {
+		return f.ValueName
+	}
+	return "TEXT"
 }
 
 // Format renders a typed value as the text a flag or `--set` takes.

@@ -135,27 +135,6 @@ func DefaultValue(q Question, data map[string]any) (any, error) {
 	return v, nil
 }
 
-// ParseSets turns `--set key=value` pairs into typed values, rejecting unknown keys.
-func ParseSets(qs []Question, sets []string) (map[string]any, error) {
-	out := map[string]any{}
-	for _, s := range sets {
-		k, v, ok := strings.Cut(s, "=")
-		if !ok {
-			return nil, fmt.Errorf("`--set %s`: want key=value", s)
-		}
-		q, err := Find(qs, k)
-		if err != nil {
-			return nil, fmt.Errorf("`--set %s`: %w", s, err)
-		}
-		val, err := q.Parse(v)
-		if err != nil {
-			return nil, fmt.Errorf("`--set %s`: %w", s, err)
-		}
-		out[q.Key] = val
-	}
-	return out, nil
-}
-
 // Find returns the question with the given key, or an error with a "did you mean" hint.
 func Find(qs []Question, key string) (Question, error) {
 	keys := make([]string, len(qs))

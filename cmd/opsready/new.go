@@ -80,18 +80,15 @@ Nothing is written until every file has rendered; a failure leaves nothing behin
 	}
 	f := cmd.Flags()
 	for _, q := range bp.Questions {
-		usage := q.Title + " (" + q.Allowed() + ")"
-		if q.When != "" {
-			usage += "; only when " + q.When
-		}
-		f.String(q.FlagName(), "", usage)
+		f.Var(&namedValue{s: new(string), name: q.ValueName()}, q.FlagName(), questionUsage(q))
 		if vals := q.OptionValues(); len(vals) > 0 {
 			_ = cmd.RegisterFlagCompletionFunc(q.FlagName(), cobra.FixedCompletions(vals, cobra.ShellCompDirectiveNoFileComp))
 		}
 	}
-	f.StringVar(&opts.Blueprint, "blueprint", "webapp", "blueprint NAME[@VERSION] (see `opsready blueprints`)")
-	f.StringArrayVar(&opts.Sets, "set", nil, "answer as key=value (repeatable; keys as in the answers file)")
-	f.StringVar(&opts.AnswersFile, "answers", "", "YAML answers file (see `opsready blueprints schema`)")
+	// A backquoted word in a usage text is the flag's value name in help.
+	f.StringVar(&opts.Blueprint, "blueprint", "webapp", "generate from blueprint `NAME[@VERSION]`; opsready blueprints lists them")
+	f.StringArrayVar(&opts.Sets, "set", nil, "answer a question as `KEY=VALUE` (repeatable; keys as in the answers file)")
+	f.StringVar(&opts.AnswersFile, "answers", "", "read answers from the YAML `FILE`; opsready blueprints schema webapp prints its JSON Schema")
 	f.BoolVar(&opts.Defaults, "defaults", false, "use the default for every question not answered otherwise")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "print the file plan and write nothing")
 	f.BoolVar(&opts.Force, "force", false, "write into a folder that is not empty")

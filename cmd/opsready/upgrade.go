@@ -54,9 +54,10 @@ given with --set.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&opts.To, "to", "", "target blueprint version (default: the newest)")
-	f.StringArrayVar(&opts.Sets, "set", nil, "change an answer: key=value (repeatable)")
-	f.StringVar(&opts.AnswersFile, "answers", "", "YAML answers file with changed answers")
+	// A backquoted word in a usage text is the flag's value name in help.
+	f.StringVar(&opts.To, "to", "", "upgrade to blueprint `VERSION` (default: the newest)")
+	f.StringArrayVar(&opts.Sets, "set", nil, "change an answer: `KEY=VALUE` (repeatable)")
+	f.StringVar(&opts.AnswersFile, "answers", "", "read changed answers from the YAML `FILE`")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "print the plan with diffs and write nothing")
 	f.BoolVar(&opts.JSON, "json", false, "print the plan/report as JSON")
 	f.BoolVar(&opts.Force, "force", false, "upgrade although the work tree has uncommitted changes or is not a git repository")

@@ -266,8 +266,8 @@ func mergeMode(b, ours, t side) (mode fs.FileMode, kept bool) {
 func isExec(m fs.FileMode) bool { return m&0o100 != 0 }
 
 func joinNote(a, b string) string {
-	if a == "" {
-		return b
+	if a == "" || b == "" {
+		return a + b
 	}
 	return a + "; " + b
 }

@@ -54,6 +54,12 @@ type Change struct {
 	// CreatedRoot says the caller created the folder for this change, so recovery that rolls
 	// back removes it again when nothing else is left in it.
 	CreatedRoot bool
+	// Fresh says no file of the change replaces one on disk (a new project in a new or empty
+	// folder): its files are then not fsynced one by one. That costs nothing against SIGKILL
+	// (the journal, renames and recovery give all-or-nothing without fsync); it weakens only
+	// the guarantee against power loss, where a fresh project has nothing of the team's to
+	// lose and `new --force` makes it again. The journal and the folders are still fsynced.
+	Fresh bool
 }
 
 // step is one recorded move of the journal.
@@ -441,6 +447,11 @@ func syncDir(d string) error {
 
 // writeSynced writes a file and fsyncs it, with exactly the mode given (not the umask's).
 func writeSynced(p string, data []byte, mode fs.FileMode) error {
+	return writeFile(p, data, mode, true)
+}
+
+// writeFile writes a file with exactly the mode given, fsynced when sync is set.
+func writeFile(p string, data []byte, mode fs.FileMode, sync bool) error {
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		return err
@@ -449,7 +460,7 @@ func writeSynced(p string, data []byte, mode fs.FileMode) error {
 	if err == nil {
 		err = f.Chmod(mode)
 	}
-	if err == nil {
+	if err == nil && sync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -458,14 +469,16 @@ func writeSynced(p string, data []byte, mode fs.FileMode) error {
 	return err
 }
 
-// parallel runs fn on every item with a few goroutines: fsyncs issued together share the
-// file system's journal commits (150 files: about 0.1 s instead of 1 s one by one).
+// parallel runs fn on every item with up to 64 goroutines: fsyncs issued together share the
+// file system's journal commits (150 files: about 0.1 s instead of 1 s one by one). 64 rather
+// than 16 lets a whole project's files wait for fewer commits (190 fsynced files on ext4,
+// best of 25: 20-33 ms instead of 25-38 ms).
 func parallel(items []string, fn func(string) error) error {
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
 		errs []error
-		sem  = make(chan struct{}, 16)
+		sem  = make(chan struct{}, 64)
 	)
 	for _, it := range items {
 		wg.Add(1)

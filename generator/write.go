@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -148,9 +149,24 @@ func ApplyChange(dir string, c Change) (_ *Txn, err error) {
 		names[i] = s.name
 		byName[s.name] = s.f
 	}
-	if err := parallel(names, func(n string) error {
+	// The journal is written and fsynced in the same wave as the new files: fsyncs issued
+	// together share the file system's journal commits, and only its rename below (the commit
+	// point) has to wait for all of them. One syncfs(2) instead was measured slower on a busy
+	// machine: it also waits for every other process's dirty data on that file system.
+	data, err := json.MarshalIndent(j, "", " ")
+	if err != nil {
+		return nil, err
+	}
+	tmp := filepath.Join(staging, journalName+".tmp")
+	if err := parallel(append(slices.Clone(names), journalName), func(n string) error {
+		if n == journalName {
+			if err := writeSynced(tmp, data, 0o644); err != nil {
+				return fmt.Errorf("write the journal: %w", err)
+			}
+			return nil
+		}
 		f := byName[n]
-		if err := writeSynced(filepath.Join(staging, filepath.FromSlash(n)), f.Data, f.Mode.Perm()); err != nil {
+		if err := writeFile(filepath.Join(staging, filepath.FromSlash(n)), f.Data, f.Mode.Perm(), !c.Fresh); err != nil {
 			return fmt.Errorf("write %s: %w", f.Path, err)
 		}
 		return nil
@@ -164,14 +180,6 @@ func ApplyChange(dir string, c Change) (_ *Txn, err error) {
 		return nil, err
 	}
 	// The commit point: once journal.json exists, the write is finished by recovery.
-	data, err := json.MarshalIndent(j, "", " ")
-	if err != nil {
-		return nil, err
-	}
-	tmp := filepath.Join(staging, journalName+".tmp")
-	if err := writeSynced(tmp, data, 0o644); err != nil {
-		return nil, fmt.Errorf("write the journal: %w", err)
-	}
 	tx.Checkpoint("journal written")
 	if err := os.Rename(tmp, filepath.Join(staging, journalName)); err != nil {
 		return nil, fmt.Errorf("write the journal: %w", err)

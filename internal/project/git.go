@@ -16,6 +16,7 @@ import (
 // that .gitignore does not exclude and commits. It returns the commit hash.
 func commitAll(dir, message string) (string, error) {
 	repo, err := git.PlainInit(dir, false)
+	fresh := err == nil
 	if errors.Is(err, git.ErrRepositoryAlreadyExists) {
 		repo, err = git.PlainOpen(dir)
 	}
@@ -29,6 +30,13 @@ func commitAll(dir, message string) (string, error) {
 	// Write's staging folder (with the originals of replaced files) still exists at this point.
 	// So is the write lock.
 	wt.Excludes = append(wt.Excludes, gitignore.ParsePattern(generator.StagingPrefix+"*", nil), gitignore.ParsePattern("/"+WriteLockName, nil))
+	if fresh {
+		// A new repository: one pack written from a single read of each file, instead of go-git's
+		// status walk plus one loose object (and folder) per file.
+		if h, err := commitNew(repo, wt, dir, message); !errors.Is(err, errNotPlain) {
+			return h, err
+		}
+	}
 	if err := wt.AddWithOptions(&git.AddOptions{All: true}); err != nil {
 		return "", err
 	}

@@ -134,7 +134,7 @@ do_backup() {
 	need mariadb mariadb-backup restic jq sha256sum
 	backup_lock "$STORE"
 	local start db snaps kind chain='' parent='' parent_lsn='' label canary out stage tool
-	local from_lsn to_lsn last_lsn tables users roles objects migrations='null' size id
+	local from_lsn to_lsn last_lsn tables users roles objects migrations='null' size id has_migrations mversion
 	start=$(now)
 	connect
 	db=$MARIADB_DATABASE
@@ -195,8 +195,11 @@ do_backup() {
 	users=$(qq "SELECT CONCAT(user, '@', host) FROM mysql.user WHERE is_role <> 'Y' AND $(system_user_filter) ORDER BY 1" | jq -R . | jq -s -c 'map(select(. != ""))')
 	roles=$(qq "SELECT user FROM mysql.user WHERE is_role = 'Y' AND $(system_user_filter) ORDER BY 1" | jq -R . | jq -s -c 'map(select(. != ""))')
 	objects=$(qq "$(objects_sql "$db")" | objects_json)
-	if [[ -n $(qq "SELECT 1 FROM information_schema.tables WHERE table_schema = $(lit "$db") AND table_name = $(lit "$MIGRATIONS_TABLE")") ]]; then
-		migrations=$(jq -n --arg t "$MIGRATIONS_TABLE" --arg v "$(qq "SELECT COALESCE(MAX(version), '') FROM $(ident "$MIGRATIONS_TABLE")" "$db")" '{table: $t, version: $v}')
+	# Each query into a variable first: a failure inside [[ ]] or a jq argument would be lost.
+	has_migrations=$(qq "SELECT 1 FROM information_schema.tables WHERE table_schema = $(lit "$db") AND table_name = $(lit "$MIGRATIONS_TABLE")")
+	if [[ -n $has_migrations ]]; then
+		mversion=$(qq "SELECT COALESCE(MAX(version), '') FROM $(ident "$MIGRATIONS_TABLE")" "$db")
+		migrations=$(jq -n --arg t "$MIGRATIONS_TABLE" --arg v "$mversion" '{table: $t, version: $v}')
 	fi
 
 	jq -n --arg project "$BACKUP_PROJECT" --arg started "$(iso_time "$start")" \
@@ -474,9 +477,11 @@ do_restore() {
 			[[ -n $snapshot ]] || die "no mariadb-backup backup in the $repo repository"
 		fi
 	fi
-	work=$(temp_dir)
-	n=$(fetch_chain "$repo" "$snapshot" "$work")
+	# The work folder on the target's file system: --prepare --incremental-dir renames files
+	# from it into the target, which fails across file systems (/tmp on tmpfs, say).
 	mkdir -p "$(dirname "$target")"
+	work=$(TMPDIR=$(dirname "$target") temp_dir)
+	n=$(fetch_chain "$repo" "$snapshot" "$work")
 	rmdir "$target" 2>/dev/null || true
 	prepare "$work" "$n" "$target"
 	log "prepared $(jq -r '.kind + " backup " + .label + " (" + .finished_at + ")"' "$work/$n/manifest.json") in $target; now put it in place (ops/backup/mariadb-backup.sh restore --help, docs/restore-plan.md)"

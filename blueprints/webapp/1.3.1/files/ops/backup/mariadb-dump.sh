@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # MariaDB, logical: mariadb-dump of MARIADB_DATABASE (one consistent InnoDB snapshot with
 # routines, triggers and events) plus the server's accounts and grants, stored with restic
-# (encrypted, copied off-site). The row counts of the manifest are read from the dump itself
-# as it streams to the staging directory (with its checksum), so they are exactly what a
-# restore must hold, even with writes during the backup. A restore creates the accounts and
+# (encrypted, off-site too). The dump streams straight into restic, into the primary and the
+# off-site repository at once (a dump snapshot in each, linked to the backup's manifest
+# snapshot by a set= tag; older backups hold the dump beside the manifest and restore as
+# before). The row counts of the manifest are read from the dump itself as it streams (with
+# its checksum), so they are exactly what a restore must hold, even with writes during the
+# backup. A restore creates the accounts and
 # roles (accounts.sql) before the dump, whose views, routines and triggers name them as
 # DEFINER, and grants their privileges (grants.sql) after it, when the tables, columns and
 # routines they name exist; grants on objects of other databases (grants-other.sql) are only
@@ -79,7 +82,7 @@ major() { sed -n 's/^\([0-9]*\.[0-9]*\)\..*/\1/p' <<<"$1"; }
 # fail to run with a missing definer), the grants after it (a grant on a table, a column or a
 # routine needs the object). The backup user needs SELECT on mysql.* for this.
 dump_users() {
-	local accounts=$1 grants_file=$2 other_file=$3 list user host acct create grants line default ok roles=() users=() sql gsql osql re gdb
+	local accounts=$1 grants_file=$2 other_file=$3 list user host acct create grants line default ok roles=() users=() sql gsql osql re gdb still
 	list=$(qq "SELECT is_role, user, host FROM mysql.user WHERE $(system_user_filter) ORDER BY is_role DESC, user, host")
 	sql='-- Accounts and roles, written by ops/backup/mariadb-dump.sh: loaded before the dump'$'\n'
 	gsql='-- Grants and default roles, written by ops/backup/mariadb-dump.sh: loaded after the dump'$'\n'
@@ -99,7 +102,9 @@ dump_users() {
 		if [[ $line != Y ]]; then create=$(q "SHOW CREATE USER $acct" 2>&1) || ok=0; fi
 		if ((ok)); then grants=$(q "SHOW GRANTS FOR $acct" 2>&1) || ok=0; fi
 		if ((!ok)); then
-			if [[ -z $(qq "SELECT 1 FROM mysql.user WHERE user = $(lit "$user") AND host = $(lit "$host")") ]]; then
+			# Into a variable first: a failing query inside [[ ]] would not stop the script.
+			still=$(qq "SELECT 1 FROM mysql.user WHERE user = $(lit "$user") AND host = $(lit "$host")")
+			if [[ -z $still ]]; then
 				log "warning: account $user@$host was dropped during the backup; left out"
 				continue
 			fi
@@ -148,26 +153,37 @@ dump_users() {
 # named by its argument, then "complete" when the dump ends with mariadb-dump's "-- Dump
 # completed" line. Rows are the tuples of the INSERTs between LOCK TABLES `t` WRITE and UNLOCK
 # TABLES (--add-locks; stored programs cannot hold LOCK TABLES, so an INSERT in a routine body
-# is never counted): escapes, string literals and quoted names are removed (mariadb-dump
-# escapes newlines in strings, so no string spans lines), then the "),(" between tuples are
-# counted. It runs beside the dump in the same pipe: the counts cost no second pass, and are
-# exactly what the stored dump holds, even with writes during the backup. (perl counts about
-# three times as fast as gawk and mawk here.)
+# is never counted): the "),(" between tuples outside string literals and quoted names, plus a
+# line that ends in "),", since mariadb-dump escapes newlines in strings (no string spans
+# lines) and writes one tuple per line. A line without "),(" anywhere, the usual case, is
+# counted by its last characters alone; only the others are scanned string by string (the
+# scan of every line cost twice the dump's own time). It runs beside the dump in the same
+# pipe: the counts cost no second pass, and are exactly what the stored dump holds, even with
+# writes during the backup. (perl counts about three times as fast as gawk and mawk here.)
 # shellcheck disable=SC2016 # perl program, not shell
 COUNT_ROWS='
 my $out = $ARGV[0]; my (%rows, @order); my ($data, $ins, $last) = ("", 0, "");
+my $sep = qr/\G[^\x27)`]*+(?:(?:\x27[^\x27\\]*+(?:\\.[^\x27\\]*+)*+\x27|`[^`]*+`|\)(?![ \t]*,[ \t]*\())[^\x27)`]*+)*+\)[ \t]*,[ \t]*\(/s;
 sub unq { my $t = shift; $t =~ s/``/`/g; return $t }
 sub tuples {
-	my $s = shift; my $n;
-	$s =~ s/\\.//g; $s =~ s/\x27[^\x27]*\x27//g; $s =~ s/`[^`]*`//g;
-	$n = () = $s =~ /\)[ \t]*,[ \t]*\(/g;
-	$n++ if $s =~ /\)[ \t]*,[ \t]*$/;
-	$ins = 0 if $s =~ /;[ \t]*$/;
+	my $n = 0;
+	$n++ while $_[0] =~ /$sep/g;
+	$n++ if $_[0] =~ /\)[ \t]*,[ \t]*\n?\z/;
+	$ins = 0 if $_[0] =~ /;[ \t]*\n?\z/;
 	return $n;
 }
 while (my $l = <STDIN>) {
-	print $l; $last = $l;
-	if ($ins) { $rows{$data} += tuples($l); next }
+	print $l;
+	if ($ins) {
+		if (index($l, "),(") < 0) {
+			my $e = substr($l, -3);
+			if ($e eq "),\n") { $rows{$data}++; next }
+			if ($e eq ");\n") { $ins = 0; next }
+		}
+		$rows{$data} += tuples($l);
+		next;
+	}
+	$last = $l;
 	if ($l =~ /^CREATE TABLE `((?:[^`]|``)*)`/) { my $t = unq($1); if (!exists $rows{$t}) { $rows{$t} = 0; push @order, $t } next }
 	if ($l =~ /^LOCK TABLES `((?:[^`]|``)*)`/) { $data = unq($1); next }
 	if ($l =~ /^UNLOCK TABLES;/) { $data = ""; next }
@@ -180,19 +196,15 @@ print $fh "complete\n" if $last =~ /^-- Dump completed/;
 close($fh) or die "$out: $!\n";
 '
 
-# dump_files_json DIR DUMPFILE SHA256: the manifest's list of the files of DIR (as
-# manifest_files writes it), with the dump's checksum as the pipe computed it (no second read
-# of a large file).
-dump_files_json() {
-	local dir=$1 dumpfile=$2 sum=$3
+# small_files_json DIR: the manifest's list ({name, size, sha256}) of the files of DIR.
+small_files_json() {
 	(
-		cd "$dir"
-		find . -type f ! -name manifest.json ! -name restore-plan.md ! -name "$dumpfile" -printf '%P\0' |
-			xargs -0r sha256sum -- | sed 's/^\([0-9a-f]*\)  /\1\t/'
-		printf '%s\t%s\n' "$sum" "$dumpfile"
+		cd "$1"
+		find . -type f ! -name manifest.json ! -name restore-plan.md -printf '%P\0' | xargs -0r sha256sum -- |
+			sed 's/^\([0-9a-f]*\)  /\1\t/'
 	) | while IFS=$'\t' read -r sum name; do
-		printf '%s\t%s\t%s\n' "$name" "$(stat -c %s "$dir/$name")" "$sum"
-	done | LC_ALL=C sort | jq -R 'split("\t") | {name: .[0], size: (.[1] | tonumber), sha256: .[2]}' | jq -s -c .
+		printf '%s\t%s\t%s\n' "$name" "$(stat -c %s "$1/$name")" "$sum"
+	done | jq -R 'split("\t") | {name: .[0], size: (.[1] | tonumber), sha256: .[2]}' | jq -s -c .
 }
 
 compressor() {
@@ -224,7 +236,7 @@ do_backup() {
 	*) die "MARIADB_DUMP_COMPRESS: $MARIADB_DUMP_COMPRESS is not one of none, zstd, gzip" ;;
 	esac
 	backup_lock "$STORE"
-	local start version db stage canary out schema dumpfile tables accounts objects migrations='null' size id work sum
+	local start version db stage canary out schema dumpfile tables accounts objects migrations='null' size id work sum has_migrations mversion
 	local -a st
 	start=$(now)
 	connect
@@ -242,43 +254,89 @@ do_backup() {
 	fi
 
 	dumpfile=dump.sql$ext
-	# One pass: one transaction for every InnoDB table (no locks on them), the rows counted
-	# and the checksum taken on the way to the file. The errors go outside the staging
-	# directory, so that a full disk there cannot hide them.
+	# The dump is streamed, not staged: one pass with one transaction for every InnoDB table
+	# (no locks on them) counts the rows, takes the checksum and feeds restic backup --stdin
+	# of the primary and, at the same time, of the off-site repository, so that the dump is
+	# neither written to disk and read back nor copied between the repositories afterwards.
+	# The two dump snapshots are tagged data-of=mariadb and set=CANARY; the backup's manifest
+	# snapshot (store=mariadb, kind=logical), stored when everything else succeeded, carries
+	# the same set= tag and names it in dump.snapshot_tags. A failed backup leaves at most dump
+	# snapshots that no manifest names: restores never see them and prune removes them.
+	local set="set=$canary" estimate sum_pid off_pid='' pbytes obytes
+	estimate=$(last_backup_size "$STORE")
+	((estimate > 0)) || estimate=$(qq "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables WHERE table_schema = $(lit "$db")")
+	stream_ready primary "$estimate"
+	offsite_configured && stream_ready offsite "$estimate"
+	# The errors go to the work directory, so that a failed repository cannot hide them.
 	work=$(temp_dir)
+	local -a fifos=("$work/sum.fifo") stdin=(backup --json --host "$BACKUP_PROJECT" --tag "data-of=$STORE" --tag "$set"
+		--stdin --stdin-filename "$dumpfile")
+	mkfifo "$work/sum.fifo"
+	sha256sum <"$work/sum.fifo" >"$work/sum" 2>"$work/sum.err" &
+	sum_pid=$!
+	on_exit "kill $sum_pid 2>/dev/null"
+	if offsite_configured; then
+		fifos+=("$work/offsite.fifo")
+		mkfifo "$work/offsite.fifo"
+		restic_on offsite "${stdin[@]}" <"$work/offsite.fifo" >"$work/offsite.json" &
+		off_pid=$!
+		on_exit "kill $off_pid 2>/dev/null"
+		log "streaming the dump into the primary and the off-site repository"
+	fi
 	if mariadb-dump --defaults-file="$MY_CNF" --single-transaction --quick --add-locks --routines --triggers \
 		--events --hex-blob --default-character-set=utf8mb4 --skip-dump-date "$db" 2>"$work/dump.err" |
 		LC_ALL=C perl -e "$COUNT_ROWS" "$work/counts" 2>"$work/count.err" |
 		compressor "$MARIADB_DUMP_COMPRESS" 2>"$work/compress.err" |
-		tee "$stage/$dumpfile" 2>"$work/tee.err" | sha256sum >"$work/sum"; then
+		tee "${fifos[@]}" 2>"$work/tee.err" | restic_on primary "${stdin[@]}" >"$work/primary.json"; then
 		st=(0 0 0 0 0)
 	else
 		st=("${PIPESTATUS[@]}")
 	fi
+	# A reader still waiting for its writer (tee never ran) is released: opening a FIFO
+	# read-write never blocks and counts as the writer, which then closes.
+	local f rc_sum=0 rc_off=0
+	for f in "${fifos[@]}"; do : <>"$f"; done
+	wait "$sum_pid" || rc_sum=$?
+	[[ -z $off_pid ]] || wait "$off_pid" || rc_off=$?
+	# A failed reader first: the writers before it then die of SIGPIPE, which is not the cause.
+	((st[4] == 0)) || die "storing the dump in the primary restic repository failed: $(last_error)"
+	((rc_off == 0)) || die "storing the dump in the off-site restic repository failed: $(last_error)"
 	if ((st[0] != 0)); then
 		out=$(grep -v '^Warning' "$work/dump.err" | tail -n 3 | tr '\n' ' ')
 		[[ $out != *'(1370)'* ]] || out+="(the backup account needs EXECUTE, see the header of ops/backup/mariadb-dump.sh)"
 		die "mariadb-dump of $db failed (status ${st[0]}): ${out:-no message}"
 	fi
-	if ((st[3] != 0)) || [[ -s $work/tee.err ]]; then
-		die "writing the dump into the staging directory $stage failed: $(sed 's/^tee: //' "$work/tee.err" | head -n 1) ($(human "$(free_bytes "$stage")") free there; BACKUP_STAGING_DIR)"
-	fi
-	((st[1] == 0 && st[2] == 0 && st[4] == 0)) ||
-		die "the dump of $db could not be counted, compressed or checksummed (status ${st[*]}): $(cat "$work/count.err" "$work/compress.err" | tr '\n' ' ')"
+	((st[1] == 0 && st[2] == 0 && st[3] == 0 && rc_sum == 0)) ||
+		die "the dump of $db could not be counted, compressed, passed on or checksummed (status ${st[*]} $rc_sum): $(cat "$work/count.err" "$work/compress.err" "$work/tee.err" "$work/sum.err" | tr '\n' ' ')"
 	grep -qx complete "$work/counts" ||
 		die "the dump of $db is incomplete: it does not end with mariadb-dump's \"-- Dump completed\" line"
 	sum=$(cut -d ' ' -f 1 "$work/sum")
+	# Both repositories got the whole stream.
+	pbytes=$(jq -r 'select(.message_type == "summary") | .total_bytes_processed' "$work/primary.json")
+	[[ $pbytes =~ ^[0-9]+$ ]] || die "restic backup --stdin of the dump did not report a summary in the primary repository"
+	if [[ -n $off_pid ]]; then
+		obytes=$(jq -r 'select(.message_type == "summary") | .total_bytes_processed' "$work/offsite.json")
+		[[ $obytes == "$pbytes" ]] ||
+			die "the off-site repository stored ${obytes:-no} bytes of the dump, the primary $pbytes"
+	fi
 	tables=$(grep -v -x complete "$work/counts" | jq -R 'split("\t") | {name: .[0], rows: (.[1] | tonumber)}' | jq -s -c .)
 	[[ $tables != '[]' ]] || log "warning: the dump of $db holds no tables"
-	accounts=$(dump_users "$stage/accounts.sql" "$stage/grants.sql" "$stage/grants-other.sql")
+	# The small files are written in the work directory and then copied to the staging
+	# directory in one step, whose failure (a full disk) says why.
+	local files=$work/files
+	mkdir "$files"
+	accounts=$(dump_users "$files/accounts.sql" "$files/grants.sql" "$files/grants-other.sql")
 	objects=$(qq "SELECT
 		(SELECT COUNT(*) FROM information_schema.views WHERE table_schema = $(lit "$db")),
 		(SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema = $(lit "$db")),
 		(SELECT COUNT(*) FROM information_schema.routines WHERE routine_schema = $(lit "$db")),
 		(SELECT COUNT(*) FROM information_schema.events WHERE event_schema = $(lit "$db"))" |
 		jq -R 'split("\t") | map(tonumber) | {views: .[0], triggers: .[1], routines: .[2], events: .[3]}')
-	if [[ -n $(qq "SELECT 1 FROM information_schema.tables WHERE table_schema = $(lit "$db") AND table_name = $(lit "$MIGRATIONS_TABLE")") ]]; then
-		migrations=$(jq -n --arg t "$MIGRATIONS_TABLE" --arg v "$(qq "SELECT COALESCE(MAX(version), '') FROM $(ident "$MIGRATIONS_TABLE")" "$db")" '{table: $t, version: $v}')
+	# Each query into a variable first: a failure inside [[ ]] or a jq argument would be lost.
+	has_migrations=$(qq "SELECT 1 FROM information_schema.tables WHERE table_schema = $(lit "$db") AND table_name = $(lit "$MIGRATIONS_TABLE")")
+	if [[ -n $has_migrations ]]; then
+		mversion=$(qq "SELECT COALESCE(MAX(version), '') FROM $(ident "$MIGRATIONS_TABLE")" "$db")
+		migrations=$(jq -n --arg t "$MIGRATIONS_TABLE" --arg v "$mversion" '{table: $t, version: $v}')
 	fi
 
 	jq -n --arg project "$BACKUP_PROJECT" --arg started "$(iso_time "$start")" \
@@ -288,23 +346,26 @@ do_backup() {
 		--arg server "$version" --arg major "$(major "$version")" --arg db "$db" \
 		--arg charset "${schema%%$'\t'*}" --arg collation "${schema#*$'\t'}" \
 		--arg dumpfile "$dumpfile" --arg compression "$MARIADB_DUMP_COMPRESS" \
-		--arg canary "$canary" --arg ctable "$CANARY_TABLE" \
+		--arg canary "$canary" --arg ctable "$CANARY_TABLE" --arg set "$set" \
 		--argjson tables "$tables" \
 		--argjson accounts "$accounts" --argjson objects "$objects" --argjson migrations "$migrations" \
-		--argjson files "$(dump_files_json "$stage" "$dumpfile" "$sum")" \
-		'{format: 1, project: $project, store: "mariadb", method: "mariadb-dump", kind: "logical",
+		--argjson files "$(small_files_json "$files")" --arg sum "$sum" --argjson dsize "$pbytes" \
+		'($files + [{name: $dumpfile, size: $dsize, sha256: $sum}] | sort_by(.name)) as $files
+		| {format: 2, project: $project, store: "mariadb", method: "mariadb-dump", kind: "logical",
 		  started_at: $started, finished_at: $finished, host: $host,
 		  tool_versions: {"mariadb-dump": $dumpv, server: $server}, server_major: $major,
 		  database: $db, charset: $charset, collation: $collation,
-		  dump: {file: $dumpfile, compression: $compression},
+		  dump: {file: $dumpfile, compression: $compression, snapshot_tags: ["data-of=mariadb", $set]},
 		  accounts_file: "accounts.sql", grants_file: "grants.sql", other_grants_file: "grants-other.sql",
 		  files: $files, size_bytes: ([$files[].size] | add // 0),
 		  tables: $tables, row_counts_exact: true, rows_total: ([$tables[].rows] | add // 0),
 		  objects: $objects, canary: {table: $ctable, id: $canary},
-		  users: $accounts.users, roles: $accounts.roles, migrations: $migrations}' >"$stage/manifest.json"
-	copy_restore_plan "$stage"
-	size=$(files_size "$stage")
-	id=$(store_snapshot "$STORE" "$KIND" "$stage" "size=$size")
+		  users: $accounts.users, roles: $accounts.roles, migrations: $migrations}' >"$files/manifest.json"
+	copy_restore_plan "$files"
+	cp -p "$files"/* "$stage/" 2>"$work/cp.err" ||
+		die "writing the backup's files into the staging directory $stage failed: $(sed 's/^cp: //' "$work/cp.err" | head -n 1) ($(human "$(free_bytes "$stage")") free there; BACKUP_STAGING_DIR)"
+	size=$((pbytes + $(files_size "$stage")))
+	id=$(store_snapshot "$STORE" "$KIND" "$stage" "size=$size" "$set")
 	metric_backup_success "$STORE" "$KIND" "$start" "$size"
 	log "mariadb backup ${id:0:8}: database $db, $(jq '.tables | length' "$stage/manifest.json") tables, $(jq '.rows_total' "$stage/manifest.json") rows, $(jq '.users | length' "$stage/manifest.json") accounts, $size bytes, $(($(now) - start))s"
 }
@@ -451,6 +512,7 @@ do_restore_test_probe() {
 	work=$(temp_dir)
 	dir=$work/backup
 	fetch_snapshot "$repo" "$id" "$dir" "$path"
+	fetch_stream "$repo" "$dir"
 	manifest=$dir/manifest.json
 	verify_files "$dir" "$manifest"
 	major=$(jq -r '.server_major' "$manifest")
@@ -550,6 +612,7 @@ do_restore() {
 	work=$(temp_dir)
 	dir=$work/backup
 	fetch_snapshot "$repo" "$snapshot" "$dir"
+	fetch_stream "$repo" "$dir"
 	manifest=$dir/manifest.json
 	verify_files "$dir" "$manifest"
 	[[ -n $with_users ]] || with_users=$([[ $target == "$(jq -r '.database' "$manifest")" ]] && echo 1 || echo 0)

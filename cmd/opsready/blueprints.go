@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/opsready/opsready/blueprints"
+	"github.com/opsready/opsready/internal/project"
 	"github.com/opsready/opsready/prompts"
 )
 
@@ -41,6 +42,8 @@ func newBlueprintsCmd(d *deps) *cobra.Command {
 	complete := func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return blueprintRefs(lib), cobra.ShellCompDirectiveNoFileComp
 	}
+	var showFiles bool
+	var sets []string
 	show := &cobra.Command{
 		Use:               "show NAME[@VERSION]",
 		Short:             "Print a blueprint version's questions, defaults and changelog",
@@ -51,15 +54,18 @@ func newBlueprintsCmd(d *deps) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if showFiles {
+				return showFileSources(d, lib, bp, sets)
+			}
 			fmt.Fprintf(d.out, "%s %s: %s\n\nquestions (flag, allowed values, default):\n", bp.Name, bp.Version, bp.Description)
 			for _, q := range bp.Questions {
-				def := "-"
-				if q.Default != nil {
-					def = prompts.Format(q.Default)
+				def := prompts.DescribeDefault(q)
+				if def == "" {
+					def = "-"
 				}
 				fmt.Fprintf(d.out, "  --%s  %s\n      %s; default: %s\n", q.FlagName(), q.Title, q.Allowed(), def)
 				if q.When != "" {
-					fmt.Fprintf(d.out, "      asked only when: %s\n", q.When)
+					fmt.Fprintf(d.out, "      asked only when %s\n", prompts.DescribeWhen(q.When))
 				}
 			}
 			fmt.Fprintln(d.out, "\nchangelog:")
@@ -72,6 +78,8 @@ func newBlueprintsCmd(d *deps) *cobra.Command {
 			return nil
 		},
 	}
+	show.Flags().BoolVar(&showFiles, "files", false, "list the files the defaults generate, each with the templates, partials and slot fragments that produced it")
+	show.Flags().StringArrayVar(&sets, "set", nil, "with --files: an answer other than the default, as `KEY=VALUE` (repeatable)")
 	schema := &cobra.Command{
 		Use:               "schema NAME[@VERSION]",
 		Short:             "Print the JSON Schema of a blueprint version's answers file",
@@ -102,4 +110,28 @@ func openRef(lib blueprints.Library, ref string) (*blueprints.Blueprint, error) 
 		return nil, usageError{err}
 	}
 	return bp, nil
+}
+
+// showFileSources prints, per generated file, where it came from in the library.
+func showFileSources(d *deps, lib blueprints.Library, bp *blueprints.Blueprint, sets []string) error {
+	set, err := parseSets(sets)
+	if err != nil {
+		return err
+	}
+	files, err := project.FileSources(lib, bp, set)
+	if err != nil {
+		return usageError{err}
+	}
+	fmt.Fprintf(d.out, "%s %s: %d files with the defaults%s\n", bp.Name, bp.Version, len(files), map[bool]string{true: " and --set", false: ""}[len(sets) > 0])
+	for _, f := range files {
+		fmt.Fprintf(d.out, "%s\n", f.Path)
+		for i, s := range f.Sources {
+			role := "template"
+			if i > 0 {
+				role = "  uses  "
+			}
+			fmt.Fprintf(d.out, "    %s %s\n", role, s)
+		}
+	}
+	return nil
 }

@@ -47,6 +47,9 @@ type PlannedFile struct {
 	Size   int    `json:"size"`
 	Mode   string `json:"mode"`
 	Action string `json:"action"` // create, overwrite, keep (existing secret)
+	// Sources are the library files that produced it: its template, then the partials and
+	// slot fragments it used, each with its version folder (webapp/1.4.0/components/…).
+	Sources []string `json:"sources,omitempty"`
 }
 
 // Created is what Create did (or, with DryRun, would do).
@@ -127,7 +130,11 @@ func Create(opts CreateOptions) (*Created, error) {
 		if _, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(f.Path))); err == nil {
 			action = "overwrite"
 		}
-		res.Files = append(res.Files, PlannedFile{Path: f.Path, Policy: f.Policy, Size: len(f.Data), Mode: fmt.Sprintf("%04o", f.Mode.Perm()), Action: action})
+		pf := PlannedFile{Path: f.Path, Policy: f.Policy, Size: len(f.Data), Mode: fmt.Sprintf("%04o", f.Mode.Perm()), Action: action}
+		if len(f.Sources) > 0 {
+			pf.Sources = lib.Origins(bp, f.Sources)
+		}
+		res.Files = append(res.Files, pf)
 	}
 	if opts.DryRun {
 		return res, nil
@@ -173,7 +180,11 @@ func writeNew(dir string, wl *writeLock, all generator.Files, opts CreateOptions
 		gitInit = errors.Is(statErr, fs.ErrNotExist)
 		hooks = append(hooks, commitHook(message, gitInit))
 	}
-	tx, err := generator.ApplyChange(dir, generator.Change{Files: all, Hooks: hooks, CreatedRoot: createdRoot})
+	fresh := true
+	for _, f := range res.Files {
+		fresh = fresh && f.Action == "create"
+	}
+	tx, err := generator.ApplyChange(dir, generator.Change{Files: all, Hooks: hooks, CreatedRoot: createdRoot, Fresh: fresh})
 	if err != nil {
 		return err
 	}
@@ -242,7 +253,7 @@ func RenderProject(bp *blueprints.Blueprint, answers map[string]any, opsreadyVer
 	return files, files.Sort()
 }
 
-// TemplateData is what templates see: the answers plus _blueprint and _version.
+// TemplateData is what templates see: the answers plus _blueprint, _version and _options.
 func TemplateData(bp *blueprints.Blueprint, answers map[string]any) map[string]any {
 	data := make(map[string]any, len(answers)+2)
 	for k, v := range answers {
@@ -250,6 +261,19 @@ func TemplateData(bp *blueprints.Blueprint, answers map[string]any) map[string]a
 	}
 	data["_blueprint"] = bp.Name
 	data["_version"] = bp.Version
+	// The values every select and multiselect question allows, so a document can list all the
+	// stores the blueprint supports without naming them (a new store is then one option).
+	options := map[string]any{}
+	for _, q := range bp.Questions {
+		if q.Type == "select" || q.Type == "multiselect" {
+			vs := make([]any, 0, len(q.Options))
+			for _, o := range q.Options {
+				vs = append(vs, o.Value)
+			}
+			options[q.Key] = vs
+		}
+	}
+	data["_options"] = options
 	return data
 }
 
@@ -313,6 +337,25 @@ func localFiles(bp *blueprints.Blueprint, answers map[string]any, files generato
 	sort.Strings(names)
 	if ex, ok := files.Get(".env.example"); ok && !exists(".env") {
 		out = append(out, generator.File{Path: ".env", Data: ex.Data, Mode: 0o600})
+	}
+	return out, nil
+}
+
+// FileSources renders a blueprint version for its defaults (and set, `--set` values) and
+// lists every generated file with the library files that produced it.
+func FileSources(lib blueprints.Library, bp *blueprints.Blueprint, set map[string]string) ([]PlannedFile, error) {
+	answers, err := ResolveAnswers(bp, AnswerInputs{Set: set, Defaults: true, Context: map[string]any{"_dir": "example"}})
+	if err != nil {
+		return nil, err
+	}
+	files, err := generator.Render(bp.Files, bp.Rules, TemplateData(bp, answers))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PlannedFile, 0, len(files))
+	for _, f := range files {
+		out = append(out, PlannedFile{Path: f.Path, Policy: f.Policy, Size: len(f.Data), Mode: fmt.Sprintf("%04o", f.Mode.Perm()),
+			Action: "create", Sources: lib.Origins(bp, f.Sources)})
 	}
 	return out, nil
 }

@@ -6,6 +6,9 @@ TEST_TIMEOUT ?= 25m
 # The e2e tests mostly wait for servers, restic and child processes: more of them at once than
 # there are cores keeps the machine busy.
 TEST_PARALLEL ?= 4
+# Test packages run at once: the e2e areas (internal/e2e/...) are independent packages, so the
+# slowest one, not their sum, sets the time of `make test`.
+TEST_PACKAGES ?= 4
 FAULTS_TIMEOUT ?= 60m
 
 .PHONY: all build test test-go faults tools golden bench fuzz lint clean
@@ -22,17 +25,17 @@ test: tools test-go
 
 test-go:
 	$(GO) vet ./...
-	$(GO) test -timeout $(TEST_TIMEOUT) -parallel $(TEST_PARALLEL) ./...
+	$(GO) test -timeout $(TEST_TIMEOUT) -p $(TEST_PACKAGES) -parallel $(TEST_PARALLEL) ./...
 
 # The backup fault matrix: every fault at every step of every store and method, against the
 # real servers (too slow for `make test`; .ci/run runs it after it).
 # OPSREADY_BACKUP_FAULTS=full also repeats the repository faults on every store.
 faults: tools
-	$(GO) test ./internal/e2e -run 'Faults' -faults -count=1 -parallel $(TEST_PARALLEL) -timeout $(FAULTS_TIMEOUT)
+	$(GO) test ./internal/e2e/backup -run 'Faults' -faults -count=1 -parallel $(TEST_PARALLEL) -timeout $(FAULTS_TIMEOUT)
 
 golden:
-	$(GO) test ./internal/e2e -run 'TestGolden(Upgrade)?$$' -update-golden
-	$(GO) test ./internal/e2e -run 'TestGolden(Upgrade)?$$'
+	$(GO) test ./internal/e2e/golden -count=1 -run 'TestGolden(Upgrade)?$$' -update-golden
+	$(GO) test ./internal/e2e/golden -count=1
 	git status --short golden
 
 bench:

@@ -379,6 +379,42 @@ store_snapshot() {
 	printf '%s\n' "$id"
 }
 
+# stream_ready primary|offsite ESTIMATE_BYTES: readies a repository for a dump streamed into it
+# (restic backup --stdin): initialised, room for ESTIMATE_BYTES plus the margin (a local
+# repository), and no stale locks, since a stream cannot be replayed after restic refused it.
+stream_ready() {
+	local repo
+	restic_ensure "$1"
+	repo=$(restic_repo "$1")
+	[[ $repo == *:* ]] || need_space "$repo" "$(with_margin "$2")" "the backup in the $1 restic repository"
+	# A live lock stays (restic_unlock_stale logs it); only an exclusive one makes the backup fail.
+	[[ -z $(restic_lock_ids "$1") ]] || restic_unlock_stale "$1" || true
+}
+
+# stream_snapshots REPO TAGS: the snapshots of a streamed dump tagged TAGS (comma-separated,
+# as the manifest's dump.snapshot_tags lists them), oldest first, as JSON.
+stream_snapshots() {
+	restic_on "$1" snapshots --json --host "$BACKUP_PROJECT" --tag "$2" | jq 'sort_by(.time)'
+}
+
+# fetch_stream REPO DIR: completes a backup fetched into DIR (fetch_snapshot) whose manifest
+# says that its dump was streamed into a snapshot of its own (dump.snapshot_tags): that
+# snapshot's file is written into DIR under the dump's name, where verify_files checks it.
+# Backups that hold the dump beside the manifest (webapp 1.3.0, 1.3.1 before streaming) need
+# nothing.
+fetch_stream() {
+	local repo=$1 dir=$2 tags file id
+	[[ -s $dir/manifest.json ]] || return 0 # verify_files says that the manifest is missing
+	tags=$(jq -r '.dump.snapshot_tags // empty | join(",")' "$dir/manifest.json")
+	[[ -n $tags ]] || return 0
+	file=$(jq -r '.dump.file' "$dir/manifest.json")
+	id=$(stream_snapshots "$repo" "$tags" | jq -r 'last | .id // empty')
+	[[ -n $id ]] || die "the dump of this backup (the snapshot tagged $tags) is missing from the $repo repository"
+	if ! restic_on "$repo" dump "$id" "/$file" >"$dir/$file"; then
+		die "restic could not restore the dump snapshot ${id:0:8} from the $repo repository: damaged or incomplete (check it with: restic check --read-data): $(last_error)"
+	fi
+}
+
 # restore_repo: the repository restores and restore tests read from.
 restore_repo() {
 	case $RESTORE_TEST_FROM in
@@ -500,15 +536,36 @@ restic_prune() {
 	for tag in "$@"; do filter+=",$tag"; done
 	local -a repos=(primary)
 	offsite_configured && repos+=(offsite)
+	local -a keep=(--keep-daily "$BACKUP_RETENTION_DAILY" --keep-weekly "$BACKUP_RETENTION_WEEKLY"
+		--keep-monthly "$BACKUP_RETENTION_MONTHLY")
+	local streams kept orphans
 	for repo in "${repos[@]}"; do
 		restic_ensure "$repo"
 		newest=$(snapshots_json "$repo" "$store" "$@" | jq -r 'last | .time // empty')
 		[[ -z $newest ]] || newest=$(date -d "$newest" +%s)
 		prune_guard "$store" "$newest"
 		log "pruning $store in the $repo repository: keep $BACKUP_RETENTION_DAILY daily, $BACKUP_RETENTION_WEEKLY weekly, $BACKUP_RETENTION_MONTHLY monthly"
-		restic_on "$repo" forget --host "$BACKUP_PROJECT" --tag "$filter" --group-by host \
-			--keep-daily "$BACKUP_RETENTION_DAILY" --keep-weekly "$BACKUP_RETENTION_WEEKLY" \
-			--keep-monthly "$BACKUP_RETENTION_MONTHLY" --prune >&2
+		# Dumps streamed into snapshots of their own (tagged data-of=STORE and set=ID, like the
+		# backup's manifest snapshot) follow their manifest snapshot: the retention applies to
+		# the manifest snapshots, then every dump snapshot whose set no kept snapshot of the
+		# store names goes too (also those of failed backups, which no manifest names).
+		streams=$(stream_snapshots "$repo" "data-of=$store")
+		if [[ $streams == '[]' ]]; then
+			restic_on "$repo" forget --host "$BACKUP_PROJECT" --tag "$filter" --group-by host "${keep[@]}" --prune >&2
+			continue
+		fi
+		restic_on "$repo" forget --host "$BACKUP_PROJECT" --tag "$filter" --group-by host "${keep[@]}" >&2
+		# A failed listing stops here (never an empty list that would orphan every dump).
+		kept=$(snapshots_json "$repo" "$store" | jq -c '[.[].tags // [] | .[] | select(startswith("set="))]')
+		orphans=$(jq -r --argjson kept "$kept" \
+			'.[] | select(((.tags // []) | map(select(startswith("set="))) | first) as $s | $kept | any(.[]; . == $s) | not) | .id' <<<"$streams")
+		if [[ -n $orphans ]]; then
+			log "forgetting $(wc -l <<<"$orphans") dump snapshot(s) of $store in the $repo repository that no kept backup names"
+			# shellcheck disable=SC2086 # one id per word
+			restic_on "$repo" forget $orphans --prune >&2
+		else
+			restic_on "$repo" prune >&2
+		fi
 	done
 }
 

@@ -1,1 +1,0 @@
-"""The backend: a FastAPI service with health, readiness, metrics and /api/items."""

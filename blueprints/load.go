@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing/fstest"
 
 	"go.yaml.in/yaml/v3"
@@ -158,12 +159,28 @@ func (l Library) Open(name, version string) (*Blueprint, error) {
 	if !slices.Contains(vs, version) {
 		return nil, fmt.Errorf("blueprint %q has no version %q (versions: %s)", name, version, strings.Join(vs, ", "))
 	}
+	embeddedLib := l.fsys == fs.FS(embedded)
+	if embeddedLib {
+		if bp, ok := openedEmbedded.Load(name + "@" + version); ok {
+			return bp.(*Blueprint), nil
+		}
+	}
 	bp, err := l.resolve(name, version, 0)
 	if err != nil {
 		return nil, err
 	}
-	return bp, expandComponents(bp)
+	if err := expandComponents(bp); err != nil {
+		return nil, err
+	}
+	if embeddedLib {
+		openedEmbedded.Store(name+"@"+version, bp)
+	}
+	return bp, nil
 }
+
+// openedEmbedded holds the versions of the embedded library opened so far: a command opens the
+// newest one for its flags and again for its work, and a Blueprint is never changed once made.
+var openedEmbedded sync.Map
 
 // ReadManifest reads and checks one version's blueprint.yaml without resolving `extends`.
 func (l Library) ReadManifest(name, version string) (*Manifest, error) {

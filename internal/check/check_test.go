@@ -23,11 +23,14 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/golden")
 
-// corpusDir is ../shared/corpus/compose-projects beside the repository (a copy of shared/
-// lies beside the clone under CI too).
+// corpusDir is $OPSREADY_CORPUS, or ../shared/corpus/compose-projects beside the repository
+// (a copy of shared/ lies beside the clone under CI too).
 func corpusDir(t *testing.T) string {
 	t.Helper()
 	d, err := filepath.Abs(filepath.Join("..", "..", "..", "shared", "corpus", "compose-projects"))
+	if env := os.Getenv("OPSREADY_CORPUS"); env != "" {
+		d, err = filepath.Abs(env)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

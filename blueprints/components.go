@@ -42,9 +42,12 @@ var componentEntries = map[string]bool{
 // components/ in the tree (a version without one is returned as it is).
 func (l Library) withComponents(name, version string, own fs.FS) (fs.FS, error) {
 	dir := path.Join(name, version, ComponentsDir)
-	comps, err := fs.Sub(l.fsys, dir)
-	if _, serr := fs.Stat(l.fsys, dir); serr != nil || err != nil {
+	if _, err := fs.Stat(l.fsys, dir); err != nil {
 		return own, nil
+	}
+	comps, err := fs.Sub(l.fsys, dir)
+	if err != nil {
+		return nil, err
 	}
 	tree := fstest.MapFS{}
 	err = fs.WalkDir(own, ".", func(p string, d fs.DirEntry, err error) error {
@@ -97,8 +100,8 @@ func expandComponents(bp *Blueprint) error {
 	}
 	var names []string
 	for p := range tree {
-		if c, rest, ok := strings.Cut(strings.TrimPrefix(p, ComponentsDir+"/"), "/"); ok && strings.HasPrefix(p, ComponentsDir+"/") && rest == ComponentFile {
-			names = append(names, c)
+		if seg := strings.Split(p, "/"); len(seg) == 3 && seg[0] == ComponentsDir && seg[2] == ComponentFile {
+			names = append(names, seg[1])
 		}
 	}
 	sort.Strings(names)

@@ -41,7 +41,6 @@ func TestAddADataStore(t *testing.T) {
 }
 
 func addStore(t *testing.T, st newStore) {
-	mysqlOf := st.rename
 	lib := blueprints.Embedded()
 	newest, err := lib.Latest("webapp")
 	if err != nil {
@@ -81,7 +80,7 @@ func addStore(t *testing.T, st newStore) {
 	// Step 1: the new component folder, a copy of the closest store.
 	for p, f := range original {
 		if rest, ok := strings.CutPrefix(p, base+"/components/"+st.from+"/"); ok {
-			tree[base+"/components/"+st.to+"/"+mysqlOf.Replace(rest)] = &fstest.MapFile{Data: []byte(mysqlOf.Replace(string(f.Data))), Mode: f.Mode}
+			tree[base+"/components/"+st.to+"/"+st.rename.Replace(rest)] = &fstest.MapFile{Data: []byte(st.rename.Replace(string(f.Data))), Mode: f.Mode}
 		}
 	}
 	// Step 2: one option in the question.
@@ -90,7 +89,7 @@ func addStore(t *testing.T, st newStore) {
 	if !bytes.Contains(tree[manifest].Data, []byte(opt)) {
 		t.Fatalf("%s: no %q option to add beside", manifest, opt)
 	}
-	tree[manifest] = &fstest.MapFile{Data: bytes.Replace(tree[manifest].Data, []byte(opt), []byte(opt+mysqlOf.Replace(opt)), 1)}
+	tree[manifest] = &fstest.MapFile{Data: bytes.Replace(tree[manifest].Data, []byte(opt), []byte(opt+st.rename.Replace(opt)), 1)}
 
 	var touched []string
 	for p, f := range original {
@@ -116,7 +115,7 @@ func addStore(t *testing.T, st newStore) {
 			replaced[p] = f
 		}
 	}
-	replaced[manifest] = &fstest.MapFile{Data: bytes.Replace(original[manifest].Data, []byte(opt), []byte(mysqlOf.Replace(opt)), 1)}
+	replaced[manifest] = &fstest.MapFile{Data: bytes.Replace(original[manifest].Data, []byte(opt), []byte(st.rename.Replace(opt)), 1)}
 	withCopy, err := blueprints.New(replaced).Open("webapp", newest)
 	if err != nil {
 		t.Fatal(err)
@@ -149,19 +148,19 @@ func addStore(t *testing.T, st newStore) {
 				return out
 			}
 			fromVal := strings.TrimPrefix(strings.SplitN(st.opt, "\n", 2)[0], "      - value: ")
-			mysql, maria := render(withCopy, mysqlOf.Replace(fromVal)), render(real, fromVal)
+			copied, closest := render(withCopy, st.rename.Replace(fromVal)), render(real, fromVal)
 			want := map[string][]byte{}
-			for p, data := range maria {
-				want[mysqlOf.Replace(p)] = []byte(mysqlOf.Replace(string(data)))
+			for p, data := range closest {
+				want[st.rename.Replace(p)] = []byte(st.rename.Replace(string(data)))
 			}
 			for p, data := range want {
-				if got, ok := mysql[p]; !ok {
+				if got, ok := copied[p]; !ok {
 					t.Errorf("%v: the copy lacks %s", set, p)
 				} else if st.exact && !bytes.Equal(got, data) {
 					t.Errorf("%v: %s with %s is not what %s gives with the names changed:\n%s", set, p, st.to, st.from, firstDiff(string(data), string(got)))
 				}
 			}
-			for p := range mysql {
+			for p := range copied {
 				if _, ok := want[p]; !ok {
 					t.Errorf("%v: the copy has an extra %s", set, p)
 				}

@@ -55,6 +55,9 @@ func NewScratchDB(t testing.TB, engine string) ScratchDB {
 		t.Fatalf("unknown engine %q", engine)
 	}
 	run := func(stmt string) error {
+		if engine == "mariadb" {
+			defer MariadbAccounts(t, false)()
+		}
 		out, err := exec.Command(admin[0], append(admin[1:], stmt)...).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("%s: %w: %s", stmt, err, strings.TrimSpace(string(out)))

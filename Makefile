@@ -34,7 +34,7 @@ faults: tools
 	$(GO) test ./internal/e2e/backup -run 'Faults' -faults -count=1 -parallel $(TEST_PARALLEL) -timeout $(FAULTS_TIMEOUT)
 
 golden:
-	$(GO) test ./internal/e2e/golden -count=1 -run 'TestGolden(Upgrade)?$$' -update-golden
+	$(GO) test ./internal/e2e/golden -count=1 -run 'TestGolden(Upgrade)?$$|TestGldCheck' -update-golden
 	$(GO) test ./internal/e2e/golden -count=1
 	git status --short golden
 

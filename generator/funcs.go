@@ -43,6 +43,7 @@ var own = template.FuncMap{
 	"dnsLabel":      dnsLabel,
 	"envName":       envName,
 	"jsonString":    jsonString,
+	"shellWord":     shellWord,
 	"shellQuote":    shellQuote,
 	"yamlString":    yamlString,
 }
@@ -78,6 +79,15 @@ func jsonString(s string) string {
 // shellQuote returns s as one POSIX shell word in single quotes.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// shellWord is s as one shell word: as it is when it needs no quoting, else shellQuote(s).
+// Settings files read by people keep `PGHOST=db` plain, and any other value stays safe.
+func shellWord(s string) string {
+	if s != "" && strings.Trim(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./:@%+=,-") == "" {
+		return s
+	}
+	return shellQuote(s)
 }
 
 // yamlString returns s as a double-quoted YAML scalar: strconv's escapes are a subset of

@@ -60,6 +60,25 @@ func TestShellQuoteRoundTrips(t *testing.T) {
 	}
 }
 
+// TestShellWordRoundTrips: a value comes back from sh as it went in, and a plain one is left
+// unquoted (settings files keep PGHOST=db readable).
+func TestShellWordRoundTrips(t *testing.T) {
+	for _, s := range append(nasty, "db", "secrets/db_password", "a=b", "~root", "*", "x y", "[a]") {
+		out, err := exec.Command("sh", "-c", "printf %s "+shellWord(s)).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(out) != s {
+			t.Errorf("shellWord(%q) = %s came back from sh as %q", s, shellWord(s), out)
+		}
+	}
+	for _, s := range []string{"db", "secrets/db_password", "db-1.internal:5432"} {
+		if shellWord(s) != s {
+			t.Errorf("shellWord(%q) = %s, want it unquoted", s, shellWord(s))
+		}
+	}
+}
+
 func TestYAMLStringRoundTrips(t *testing.T) {
 	for _, s := range nasty {
 		var got struct{ V string }

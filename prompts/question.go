@@ -34,6 +34,9 @@ type Question struct {
 type Option struct {
 	Value string `yaml:"value" json:"value"`
 	Label string `yaml:"label,omitempty" json:"label,omitempty"`
+	// AdoptOnly marks a value only `opsready adopt` may give (db none, say): `new` refuses it
+	// and its wizard does not offer it.
+	AdoptOnly bool `yaml:"adopt_only,omitempty" json:"adopt_only,omitempty"`
 }
 
 // Validation holds the rules a value must pass.
@@ -55,6 +58,18 @@ func (q Question) OptionValues() []string {
 	vals := make([]string, len(q.Options))
 	for i, o := range q.Options {
 		vals[i] = o.Value
+	}
+	return vals
+}
+
+// OfferedValues are the values a person may choose: OptionValues without the adopt_only ones,
+// which only `opsready adopt` gives (help, messages, completions and the schema show these).
+func (q Question) OfferedValues() []string {
+	var vals []string
+	for _, o := range q.Options {
+		if !o.AdoptOnly {
+			vals = append(vals, o.Value)
+		}
 	}
 	return vals
 }
@@ -198,7 +213,7 @@ func (q Question) Valid(v any) error {
 	case string:
 		if q.Type == TypeSelect {
 			if !slices.Contains(q.OptionValues(), x) {
-				return fmt.Errorf("%q is not allowed (allowed: %s)", x, strings.Join(q.OptionValues(), ", "))
+				return fmt.Errorf("%q is not allowed (allowed: %s)", x, strings.Join(q.OfferedValues(), ", "))
 			}
 			return nil
 		}
@@ -248,9 +263,9 @@ func (q Question) Valid(v any) error {
 func (q Question) Allowed() string {
 	switch q.Type {
 	case TypeSelect:
-		return "one of " + strings.Join(q.OptionValues(), ", ")
+		return "one of " + strings.Join(q.OfferedValues(), ", ")
 	case TypeMultiSelect:
-		return "comma-separated, any of " + strings.Join(q.OptionValues(), ", ")
+		return "comma-separated, any of " + strings.Join(q.OfferedValues(), ", ")
 	case TypeConfirm:
 		return "true or false"
 	case TypeNumber:
@@ -281,7 +296,7 @@ func (q Question) Allowed() string {
 func (q Question) ValueName() string {
 	switch q.Type {
 	case TypeSelect:
-		if s := strings.Join(q.OptionValues(), "|"); len(s) <= 24 {
+		if s := strings.Join(q.OfferedValues(), "|"); len(s) <= 24 {
 			return s
 		}
 		return "VALUE"

@@ -29,10 +29,10 @@ func Schema(id, title string, qs []Question) ([]byte, error) {
 		switch q.Type {
 		case TypeSelect:
 			p["type"] = "string"
-			p["enum"] = q.OptionValues()
+			p["enum"] = q.OfferedValues()
 		case TypeMultiSelect:
 			p["type"] = "array"
-			p["items"] = map[string]any{"type": "string", "enum": q.OptionValues()}
+			p["items"] = map[string]any{"type": "string", "enum": q.OfferedValues()}
 			p["uniqueItems"] = true
 			if q.Validate.Required {
 				p["minItems"] = 1

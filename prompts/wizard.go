@@ -48,9 +48,11 @@ func (w *Wizard) Ask(q Question, def any) (any, error) {
 	}
 	switch q.Type {
 	case TypeSelect:
-		opts := make([]huh.Option[string], len(q.Options))
-		for i, o := range q.Options {
-			opts[i] = huh.NewOption(cmpOr(o.Label, o.Value), o.Value)
+		var opts []huh.Option[string]
+		for _, o := range q.Options {
+			if !o.AdoptOnly { // the wizard is `new`'s; adopt detects such values
+				opts = append(opts, huh.NewOption(cmpOr(o.Label, o.Value), o.Value))
+			}
 		}
 		if str == "" {
 			str = q.Options[0].Value

@@ -81,7 +81,7 @@ Nothing is written until every file has rendered; a failure leaves nothing behin
 	f := cmd.Flags()
 	for _, q := range bp.Questions {
 		f.Var(&namedValue{s: new(string), name: q.ValueName()}, q.FlagName(), questionUsage(q))
-		if vals := q.OptionValues(); len(vals) > 0 {
+		if vals := q.OfferedValues(); len(vals) > 0 {
 			_ = cmd.RegisterFlagCompletionFunc(q.FlagName(), cobra.FixedCompletions(vals, cobra.ShellCompDirectiveNoFileComp))
 		}
 	}

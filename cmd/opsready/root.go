@@ -110,7 +110,7 @@ Exit codes: 0 ok, 1 error, 2 usage error, 3 upgrade finished with conflicts, 130
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{flagErrorWithHint(c, err)}
 	})
-	root.AddCommand(newNewCmd(d, nil), newUpgradeCmd(d, nil), newStatusCmd(d), newCheckCmd(d, nil), newBlueprintsCmd(d), newVersionCmd(d))
+	root.AddCommand(newNewCmd(d, nil), newUpgradeCmd(d, nil), newStatusCmd(d), newCheckCmd(d, nil), newAdoptCmd(d, nil), newBlueprintsCmd(d), newVersionCmd(d))
 	return root
 }
 

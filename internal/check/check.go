@@ -3,6 +3,7 @@ package check
 import (
 	"cmp"
 	"context"
+	"github.com/opsready/opsready/internal/lock"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -31,6 +32,8 @@ type Finding struct {
 	Why      string   `json:"why"`
 	Fix      string   `json:"fix"`
 	Waiver   *Waiver  `json:"waived,omitempty"`
+	// AdoptLeft says, in a project `opsready adopt` brought in, why adopt left this to the team.
+	AdoptLeft string `json:"adopt_left,omitempty"`
 }
 
 // Counts are findings by severity; waived ones only in Waived.
@@ -99,6 +102,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	c.checkRepo(files)
 
+	if lk, err := lock.Read(l.dir); err == nil {
+		explainAdopted(c.findings, lk.Adopt)
+	}
 	r := &Report{Services: l.serviceNames(), FailOn: opts.FailOn, Findings: c.findings}
 	for _, f := range l.files {
 		r.Files = append(r.Files, l.relPath(f))
@@ -172,6 +178,9 @@ func sortFindings(fs []Finding) {
 func notes(l *loaded, opts Options) []string {
 	if len(opts.Files) > 0 || l.env["COMPOSE_FILE"] != "" {
 		return nil
+	}
+	if lockedFiles(l.dir) != nil {
+		return []string{"checked the production files " + lock.FileName + " names (" + strings.Join(relAll(l), ", ") + "); name others with `-f`"}
 	}
 	var out []string
 	for _, n := range []string{"compose.prod.yaml", "compose.prod.yml", "compose.production.yaml", "docker-compose.prod.yml", "docker-compose.prod.yaml", "docker-compose.production.yml"} {

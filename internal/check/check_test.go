@@ -18,40 +18,15 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/opsready/opsready/internal/e2e/e2eutil"
 	"github.com/opsready/opsready/internal/project"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden")
 
-// corpusDir is $OPSREADY_CORPUS, or ../shared/corpus/compose-projects beside the repository
-// (a copy of shared/ lies beside the clone under CI too).
-func corpusDir(t *testing.T) string {
-	t.Helper()
-	d, err := filepath.Abs(filepath.Join("..", "..", "..", "shared", "corpus", "compose-projects"))
-	if env := os.Getenv("OPSREADY_CORPUS"); env != "" {
-		d, err = filepath.Abs(env)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(d); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("corpus missing: %v", err)
-		}
-		t.Skipf("corpus missing: %v", err)
-	}
-	return d
-}
+func corpusDir(t *testing.T) string { return e2eutil.CorpusDir(t) }
 
-// copyTree copies src into a new temp dir: the corpus is never touched in place.
-func copyTree(t *testing.T, src string) string {
-	t.Helper()
-	dst := filepath.Join(t.TempDir(), filepath.Base(src))
-	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
-		t.Fatal(err)
-	}
-	return dst
-}
+func copyTree(t *testing.T, src string) string { return e2eutil.CopyTree(t, src) }
 
 // treeHash fingerprints every path, mode and content under dir.
 func treeHash(t *testing.T, dir string) string {

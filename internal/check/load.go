@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/opsready/opsready/internal/lock"
 	"os"
 	"path/filepath"
 	"slices"
@@ -134,6 +135,16 @@ func composeFiles(dir string, named []string, env map[string]string) ([]string, 
 		}
 		return out, nil
 	}
+	if locked := lockedFiles(dir); locked != nil {
+		for _, f := range locked {
+			p, err := check(rel(f), " (named by "+lock.FileName+")")
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, p)
+		}
+		return out, nil
+	}
 	for _, names := range [][]string{defaultFiles, overrideFiles} {
 		for _, n := range names {
 			p := filepath.Join(dir, n)
@@ -166,4 +177,23 @@ func (l *loaded) serviceNames() []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// lockedFiles are the production compose files of a project `opsready adopt` brought in: the
+// team's files plus the three of the ops layer (under the names adopt gave them); nil for any
+// other project. Production is what check scores. (A generated project's production files
+// need REGISTRY and TAG, so it keeps docker compose's discovery and the note on -f.)
+func lockedFiles(dir string) []string {
+	lk, err := lock.Read(dir)
+	if err != nil || lk.Adopt == nil {
+		return nil
+	}
+	out := append([]string{}, lk.Adopt.ComposeFiles...)
+	for _, f := range []string{"compose.prod.yaml", "compose.monitoring.yaml", "compose.backup.yaml"} {
+		if to, ok := lk.Adopt.Renames[f]; ok {
+			f = to
+		}
+		out = append(out, f)
+	}
+	return out
 }

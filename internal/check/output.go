@@ -57,6 +57,9 @@ func WriteHuman(w io.Writer, r *Report, colour bool) error {
 		for _, l := range fix[1:] {
 			fmt.Fprintf(&b, "                %s\n", l)
 		}
+		if f.AdoptLeft != "" && f.AdoptLeft != f.Fix {
+			fmt.Fprintf(&b, "           not adopted: %s\n", f.AdoptLeft)
+		}
 	}
 	for _, u := range r.UnusedWaivers {
 		fmt.Fprintf(&b, "\nunused waiver %s:%d: %s %s matches no finding\n", u.File, u.Line, u.ID, u.Service)

@@ -21,11 +21,13 @@ const header = "# Managed by opsready: written by `opsready new` and `opsready u
 
 // Lock is the content of the lock file.
 type Lock struct {
-	Blueprint string           `yaml:"blueprint"`
-	Version   string           `yaml:"version"`
-	Opsready  string           `yaml:"opsready"`
-	Answers   map[string]any   `yaml:"answers"`
-	Files     map[string]Entry `yaml:"files"`
+	Blueprint string         `yaml:"blueprint"`
+	Version   string         `yaml:"version"`
+	Opsready  string         `yaml:"opsready"`
+	Answers   map[string]any `yaml:"answers"`
+	// Adopt is what `opsready adopt` found in a project it did not generate; nil for `new`.
+	Adopt *Adopt           `yaml:"adopt,omitempty"`
+	Files map[string]Entry `yaml:"files"`
 }
 
 // Entry is what the lock file knows of one generated file.
@@ -76,6 +78,9 @@ func Parse(data []byte) (*Lock, error) {
 	}
 	if l.Files == nil {
 		l.Files = map[string]Entry{}
+	}
+	if err := l.Adopt.Check(); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", FileName, err)
 	}
 	return &l, nil
 }

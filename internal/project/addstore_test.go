@@ -42,16 +42,13 @@ func TestAddADataStore(t *testing.T) {
 
 func addStore(t *testing.T, st newStore) {
 	lib := blueprints.Embedded()
-	newest, err := lib.Latest("webapp")
-	if err != nil {
-		t.Fatal(err)
-	}
+	newest := freshLayout(t, lib)
 	base := "webapp/" + newest
 	if _, err := fs.Stat(lib.FS(), base+"/components/"+st.from); err != nil {
 		t.Fatalf("webapp %s has no %s component", newest, st.from)
 	}
 	tree := fstest.MapFS{}
-	err = fs.WalkDir(lib.FS(), base, func(p string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(lib.FS(), base, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -65,7 +62,7 @@ func addStore(t *testing.T, st newStore) {
 	// The older versions' manifests carry the changelog on (`previous`).
 	vs, _ := lib.Versions("webapp")
 	for _, v := range vs {
-		if v != newest {
+		if v != newest && blueprints.CompareSemver(v, newest) < 0 {
 			data, err := fs.ReadFile(lib.FS(), "webapp/"+v+"/blueprint.yaml")
 			if err != nil {
 				t.Fatal(err)
@@ -184,4 +181,26 @@ func firstDiff(want, got string) string {
 		}
 	}
 	return "(same lines)"
+}
+
+// freshLayout is the newest webapp version that extends nothing: the one whose components/
+// folders are whole (a later version holds only the fragments it overrides), which the
+// walk-through copies from.
+func freshLayout(t *testing.T, lib blueprints.Library) string {
+	t.Helper()
+	vs, err := lib.Versions("webapp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(vs) - 1; i >= 0; i-- {
+		m, err := lib.ReadManifest("webapp", vs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Extends == "" {
+			return vs[i]
+		}
+	}
+	t.Fatal("no webapp version with a fresh layout")
+	return ""
 }

@@ -107,11 +107,14 @@ func Create(opts CreateOptions) (*Created, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := refuseAdoptOnly(bp, answers); err != nil {
+		return nil, err
+	}
 	files, err := RenderProject(bp, answers, opts.Version)
 	if err != nil {
 		return nil, err
 	}
-	extra, err := localFiles(bp, answers, files, dir, opts.Rand)
+	extra, err := localFiles(bp, TemplateData(bp, answers), files, dir, opts.Rand)
 	if err != nil {
 		return nil, err
 	}
@@ -261,6 +264,8 @@ func TemplateData(bp *blueprints.Blueprint, answers map[string]any) map[string]a
 	}
 	data["_blueprint"] = bp.Name
 	data["_version"] = bp.Version
+	// What `opsready adopt` detected (lock.Adopt.Template); nil in a project opsready generated.
+	data["_adopt"] = nil
 	// The values every select and multiselect question allows, so a document can list all the
 	// stores the blueprint supports without naming them (a new store is then one option).
 	options := map[string]any{}
@@ -282,7 +287,8 @@ const secretAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 // localFiles are the files that are the team's alone: secrets (random, in a folder of mode
 // 0700) and .env
 // (from .env.example). They are git-ignored, never locked, and never overwritten.
-func localFiles(bp *blueprints.Blueprint, answers map[string]any, files generator.Files, dir string, rnd io.Reader) (generator.Files, error) {
+// data is the template data the secrets' conditions see (TemplateData, plus `_adopt` for adopt).
+func localFiles(bp *blueprints.Blueprint, data map[string]any, files generator.Files, dir string, rnd io.Reader) (generator.Files, error) {
 	if rnd == nil {
 		rnd = rand.Reader
 	}
@@ -291,7 +297,6 @@ func localFiles(bp *blueprints.Blueprint, answers map[string]any, files generato
 		return err == nil
 	}
 	var out generator.Files
-	data := TemplateData(bp, answers)
 	names := []string{}
 	secretsDir := false
 	for _, s := range bp.Secrets {

@@ -34,7 +34,8 @@ func identitySets(qs []prompts.Question, r *rand.Rand) map[string]string {
 	for _, q := range qs {
 		switch q.Type {
 		case "select":
-			set[q.Key] = q.Options[r.IntN(len(q.Options))].Value
+			vals := q.OfferedValues() // adopt_only values are adopt's (TestEveryPartIsUsed adopts too)
+			set[q.Key] = vals[r.IntN(len(vals))]
 		case "confirm":
 			set[q.Key] = fmt.Sprint(r.IntN(2) == 1)
 		case "multiselect":
@@ -195,6 +196,31 @@ func TestEveryPartIsUsed(t *testing.T) {
 			t.Fatal(err)
 		}
 		files, err := generator.Render(bp.Files, bp.Rules, TemplateData(bp, answers))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			for _, s := range f.Sources {
+				if _, ok := parts[s]; ok {
+					parts[s] = true
+				}
+			}
+		}
+	}
+	// What only an adopted project renders: the adopt component's fragments, db-none's.
+	for _, ad := range sampleAdopts() {
+		set := map[string]string{"db": "none", "cache": "none", "frontend": "none", "tls": "none"}
+		if ad.DB != nil {
+			set["db"] = ad.DB.Engine
+		}
+		if ad.Cache != nil {
+			set["cache"] = "redis"
+		}
+		answers, err := ResolveAnswers(bp, AnswerInputs{Set: set, Defaults: true, Context: map[string]any{"_dir": "used"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, err := generator.Render(bp.Files, bp.Rules, adoptData(bp, answers, ad))
 		if err != nil {
 			t.Fatal(err)
 		}

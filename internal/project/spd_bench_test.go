@@ -63,7 +63,7 @@ func BenchmarkSpdPhase(b *testing.B) {
 			}
 		}
 	})
-	extra, err := localFiles(bp, answers, files, b.TempDir(), nil)
+	extra, err := localFiles(bp, TemplateData(bp, answers), files, b.TempDir(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

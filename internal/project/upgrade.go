@@ -140,7 +140,7 @@ func Upgrade(opts UpgradeOptions) (*Upgraded, error) {
 		if err != nil {
 			return nil, fmt.Errorf("re-render %s %s with the stored answers: %w", lk.Blueprint, lk.Version, err)
 		}
-		files, err := RenderProject(oldBP, oldAnswers, lk.Opsready)
+		files, err := renderAdopted(oldBP, oldAnswers, lk.Opsready, lk.Adopt)
 		if err != nil {
 			return nil, fmt.Errorf("re-render %s %s: %w", lk.Blueprint, lk.Version, err)
 		}
@@ -207,7 +207,7 @@ func Upgrade(opts UpgradeOptions) (*Upgraded, error) {
 	if err != nil {
 		return nil, err
 	}
-	theirsFiles, err := RenderProject(newBP, newAnswers, opts.Version)
+	theirsFiles, err := renderAdopted(newBP, newAnswers, opts.Version, lk.Adopt)
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +255,11 @@ func Upgrade(opts UpgradeOptions) (*Upgraded, error) {
 	res.Changes, res.Conflicts = pl.changes, pl.conflicts
 
 	// Secrets of components the new answers add (a cache, say) are created, never replaced.
-	local, err := localFiles(newBP, newAnswers, theirsFiles, dir, nil)
+	newData := TemplateData(newBP, newAnswers)
+	if lk.Adopt != nil {
+		newData = adoptData(newBP, newAnswers, lk.Adopt)
+	}
+	local, err := localFiles(newBP, newData, theirsFiles, dir, nil)
 	if err != nil {
 		return nil, err
 	}

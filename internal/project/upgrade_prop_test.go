@@ -379,8 +379,8 @@ func randomSets(rng *rand.Rand, bp *blueprints.Blueprint, keys []string, always 
 	set := map[string]string{}
 	for _, q := range bp.Questions {
 		for _, k := range keys {
-			if q.Key == k && len(q.Options) > 0 && rng.IntN(3) != 0 {
-				set[k] = q.Options[rng.IntN(len(q.Options))].Value
+			if vals := q.OfferedValues(); q.Key == k && len(vals) > 0 && rng.IntN(3) != 0 {
+				set[k] = vals[rng.IntN(len(vals))]
 			}
 		}
 		if v, ok := always[q.Key]; ok {

@@ -43,7 +43,14 @@ func factors(t *testing.T, bp *blueprints.Blueprint) []factor {
 		}
 		switch q.Type {
 		case prompts.TypeSelect:
-			fs = append(fs, factor{key, q.OptionValues(), func(a map[string]any) string { return fmt.Sprint(a[key]) }})
+			// Values only `opsready adopt` gives are not `new`'s to pair (internal/e2e/adopt has them).
+			var vals []string
+			for _, o := range q.Options {
+				if !o.AdoptOnly {
+					vals = append(vals, o.Value)
+				}
+			}
+			fs = append(fs, factor{key, vals, func(a map[string]any) string { return fmt.Sprint(a[key]) }})
 		case prompts.TypeConfirm:
 			fs = append(fs, factor{key, []string{"true", "false"}, func(a map[string]any) string { return fmt.Sprint(a[key]) }})
 		case prompts.TypeMultiSelect:

@@ -1,0 +1,1 @@
+"""The backend: a FastAPI service with health, readiness, metrics and /api/items."""

@@ -36,7 +36,7 @@ type fragment struct {
 // fragments, and the sources used by the file being rendered.
 type renderer struct {
 	fsys     fs.FS
-	rules    []Rule
+	rules    []compiledRule
 	data     map[string]any
 	root     *template.Template
 	partials map[string]string     // partial name -> source path
@@ -44,6 +44,7 @@ type renderer struct {
 	known    map[string]bool       // every slot some fragment fills, enabled or not
 	used     []string              // partials and fragments the current file rendered
 	depth    int
+	mutators map[string]bool // renderParallel's goroutines: functions that stop it
 }
 
 // Part classifies a blueprint path: "partial" or "fragment" with its name (the partial's
@@ -71,7 +72,7 @@ func Part(src string) (kind, name string, err error) {
 // newRenderer parses the partials and enabled fragments of fsys and lists the files to render.
 func newRenderer(fsys fs.FS, rules []Rule, data map[string]any) (*renderer, []string, error) {
 	r := &renderer{
-		fsys: fsys, rules: rules, data: data,
+		fsys: fsys, rules: compileRules(rules), data: data,
 		partials: map[string]string{}, slots: map[string][]fragment{}, known: map[string]bool{},
 	}
 	// One template set for the whole tree: the func map is copied once, not per file.
@@ -81,10 +82,11 @@ func newRenderer(fsys fs.FS, rules []Rule, data map[string]any) (*renderer, []st
 		"slotOne": r.slotOne,
 	})
 	var regular []string
-	err := fs.WalkDir(fsys, ".", func(src string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
+	srcs, err := sourceFiles(fsys)
+	if err != nil {
+		return nil, nil, err
+	}
+	err = eachSource(srcs, func(src string) error {
 		kind, name, err := Part(src)
 		if err != nil {
 			return err
@@ -100,7 +102,7 @@ func newRenderer(fsys fs.FS, rules []Rule, data map[string]any) (*renderer, []st
 			}
 		case "fragment":
 			r.known[name] = true
-			_, _, ok, err := enabled(src, rules, data)
+			_, _, ok, err := enabledCompiled(src, r.rules, data)
 			if err != nil {
 				return fmt.Errorf("render %s: %w", src, err)
 			}
@@ -131,7 +133,7 @@ func newRenderer(fsys fs.FS, rules []Rule, data map[string]any) (*renderer, []st
 }
 
 func (r *renderer) parse(name, src string) error {
-	raw, err := fs.ReadFile(r.fsys, src)
+	raw, _, err := readSource(r.fsys, src)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"path"
 	"strings"
+	"text/template"
 )
 
 // Rule maps, filters and classifies blueprint files. Rules are applied in order; each rule
@@ -51,11 +52,23 @@ func (r Rule) Check() error {
 // folder, rendered by `include NAME DATA`) and slot fragments (`_slots/SLOT/FILE.tmpl`,
 // rendered together by `slot SLOT DATA`). See parts.go.
 func Render(fsys fs.FS, rules []Rule, data map[string]any) (Files, error) {
-	var out Files
 	r, regular, err := newRenderer(fsys, rules, data)
 	if err != nil {
 		return nil, err
 	}
+	out, ok := r.renderParallel(regular)
+	if !ok {
+		if out, err = r.renderSerial(regular); err != nil {
+			return nil, err
+		}
+	}
+	return out, out.Sort()
+}
+
+// renderSerial renders the files one after another in one template set, in order: a file
+// sees the templates every earlier file defined.
+func (r *renderer) renderSerial(regular []string) (Files, error) {
+	var out Files
 	for _, src := range regular {
 		f, ok, err := r.renderOne(src)
 		if err != nil {
@@ -65,62 +78,15 @@ func Render(fsys fs.FS, rules []Rule, data map[string]any) (Files, error) {
 			out = append(out, f)
 		}
 	}
-	return out, out.Sort()
-}
-
-// enabled applies the rules to src: whether it is generated, where it goes, its policy.
-func enabled(src string, rules []Rule, data map[string]any) (cur, policy string, ok bool, err error) {
-	cur, policy = src, PolicyMerge
-	for _, r := range rules {
-		if !Match(r.Glob, cur) {
-			continue
-		}
-		if r.When != "" {
-			ok, err := EvalBool(r.When, data)
-			if err != nil {
-				return "", "", false, fmt.Errorf("rule %q: %w", r.Glob, err)
-			}
-			if !ok {
-				return "", "", false, nil
-			}
-		}
-		if r.To != "" {
-			cur = path.Join(r.To, strings.TrimPrefix(cur, strings.TrimSuffix(r.Glob, "**")))
-		}
-		if r.Policy != "" {
-			policy = r.Policy
-		}
-	}
-	return cur, policy, true, nil
+	return out, nil
 }
 
 func (r *renderer) renderOne(src string) (File, bool, error) {
-	cur, policy, ok, err := enabled(src, r.rules, r.data)
+	cur, policy, ok, err := r.target(src)
 	if err != nil || !ok {
 		return File{}, false, err
 	}
-	if strings.Contains(cur, "{{") {
-		segs := strings.Split(cur, "/")
-		for i, s := range segs {
-			out, err := Eval(s, r.data)
-			if err != nil {
-				return File{}, false, fmt.Errorf("path: %w", err)
-			}
-			if out = strings.TrimSpace(out); out == "" {
-				return File{}, false, nil
-			}
-			if strings.ContainsAny(out, "/\\") || out == "." || out == ".." {
-				return File{}, false, fmt.Errorf("path segment %q renders to %q", s, out)
-			}
-			segs[i] = out
-		}
-		cur = strings.Join(segs, "/")
-	}
-	raw, err := fs.ReadFile(r.fsys, src)
-	if err != nil {
-		return File{}, false, err
-	}
-	info, err := fs.Stat(r.fsys, src)
+	raw, exec, err := readSource(r.fsys, src)
 	if err != nil {
 		return File{}, false, err
 	}
@@ -131,14 +97,57 @@ func (r *renderer) renderOne(src string) (File, bool, error) {
 		if err != nil {
 			return File{}, false, err
 		}
-		var b bytes.Buffer
-		r.used = nil
-		if err := t.Execute(&b, r.data); err != nil {
+		if raw, err = r.execFile(t, len(raw)); err != nil {
 			return File{}, false, err
 		}
-		raw = b.Bytes()
 		sources = append(sources, r.used...)
+	} else {
+		raw = bytes.Clone(raw) // readSource's bytes may be the blueprint's own
 	}
+	return finishFile(cur, policy, raw, exec, sources)
+}
+
+// target applies the rules and renders the path's template actions: where src goes, its
+// policy, and whether it is generated at all.
+func (r *renderer) target(src string) (cur, policy string, ok bool, err error) {
+	cur, policy, ok, err = enabledCompiled(src, r.rules, r.data)
+	if err != nil || !ok {
+		return "", "", false, err
+	}
+	if strings.Contains(cur, "{{") {
+		segs := strings.Split(cur, "/")
+		for i, s := range segs {
+			out, err := Eval(s, r.data)
+			if err != nil {
+				return "", "", false, fmt.Errorf("path: %w", err)
+			}
+			if out = strings.TrimSpace(out); out == "" {
+				return "", "", false, nil
+			}
+			if strings.ContainsAny(out, "/\\") || out == "." || out == ".." {
+				return "", "", false, fmt.Errorf("path segment %q renders to %q", s, out)
+			}
+			segs[i] = out
+		}
+		cur = strings.Join(segs, "/")
+	}
+	return cur, policy, true, nil
+}
+
+// execFile renders a parsed file, noting the partials and fragments it used in r.used. size
+// is the template's: the output is about as long, and growing to it copies it several times.
+func (r *renderer) execFile(t *template.Template, size int) ([]byte, error) {
+	var b bytes.Buffer
+	b.Grow(size + size/4)
+	r.used = nil
+	if err := t.Execute(&b, r.data); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// finishFile formats Go sources and sets the mode of a rendered file.
+func finishFile(cur, policy string, raw []byte, exec bool, sources []string) (File, bool, error) {
 	if strings.HasSuffix(cur, ".go") {
 		formatted, err := format.Source(raw)
 		if err != nil {
@@ -148,7 +157,7 @@ func (r *renderer) renderOne(src string) (File, bool, error) {
 	}
 	// Embedded trees lose executable bits, so a script is recognised by its shebang too.
 	mode := fs.FileMode(0o644)
-	if info.Mode()&0o111 != 0 || bytes.HasPrefix(raw, []byte("#!")) {
+	if exec || bytes.HasPrefix(raw, []byte("#!")) {
 		mode = 0o755
 	}
 	return File{Path: cur, Data: raw, Mode: mode, Policy: policy, Sources: sources}, true, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -65,6 +66,9 @@ func ApplyChange(dir string, c Change) (_ *Txn, err error) {
 
 	j := &journal{Format: journalFormat, Pid: os.Getpid(), Started: time.Now().UTC(), Hooks: c.Hooks}
 	planned := map[string]bool{} // folders the journal creates
+	// Folders that did not exist: nothing below them can exist either, so their files are
+	// not looked up one by one.
+	absent := map[string]bool{}
 	nbackup := 0
 	backupName := func() string {
 		nbackup++
@@ -107,11 +111,15 @@ func ApplyChange(dir string, c Change) (_ *Txn, err error) {
 			missing = append(missing, p)
 		}
 		for k := len(missing) - 1; k >= 0; k-- {
-			planned[missing[k]] = true
+			planned[missing[k]], absent[missing[k]] = true, true
 			j.Steps = append(j.Steps, step{Op: "mkdir", Path: missing[k], Mode: 0o755})
 		}
 		target := tx.abs(f.Path)
-		fi, statErr := os.Lstat(target)
+		var fi fs.FileInfo
+		statErr := error(fs.ErrNotExist)
+		if parent := path.Dir(f.Path); parent == "." || !absent[parent] {
+			fi, statErr = os.Lstat(target)
+		}
 		if f.Mode.IsDir() {
 			// A folder entry sets the mode of a folder the files below it need.
 			s := step{Op: "mkdir", Path: f.Path, Mode: f.Mode.Perm()}
@@ -129,6 +137,8 @@ func ApplyChange(dir string, c Change) (_ *Txn, err error) {
 				s.Existed, s.OldMode = true, fi.Mode().Perm()
 			case !errors.Is(statErr, fs.ErrNotExist):
 				return nil, fmt.Errorf("create folder %s: %w", f.Path, statErr)
+			default:
+				absent[f.Path] = true
 			}
 			planned[f.Path] = true
 			j.Steps = append(j.Steps, s)
@@ -158,7 +168,7 @@ func ApplyChange(dir string, c Change) (_ *Txn, err error) {
 		return nil, err
 	}
 	tmp := filepath.Join(staging, journalName+".tmp")
-	if err := parallel(append(slices.Clone(names), journalName), func(n string) error {
+	writeStaged := func(n string) error {
 		if n == journalName {
 			if err := writeSynced(tmp, data, 0o644); err != nil {
 				return fmt.Errorf("write the journal: %w", err)
@@ -166,11 +176,20 @@ func ApplyChange(dir string, c Change) (_ *Txn, err error) {
 			return nil
 		}
 		f := byName[n]
-		if err := writeFile(filepath.Join(staging, filepath.FromSlash(n)), f.Data, f.Mode.Perm(), !c.Fresh); err != nil {
+		if err := writeNewFile(filepath.Join(staging, filepath.FromSlash(n)), f.Data, f.Mode.Perm(), !c.Fresh); err != nil {
 			return fmt.Errorf("write %s: %w", f.Path, err)
 		}
 		return nil
-	}); err != nil {
+	}
+	if c.Fresh {
+		// Nothing to fsync but the journal: the files are written one after another (many
+		// goroutines creating files in one folder only wait for its lock, and cost threads),
+		// while the journal's fsync runs beside them.
+		err = writeFreshStaged(names, journalName, writeStaged)
+	} else {
+		err = parallel(append(slices.Clone(names), journalName), writeStaged)
+	}
+	if err != nil {
 		return nil, err
 	}
 	for _, n := range names {
@@ -189,10 +208,48 @@ func ApplyChange(dir string, c Change) (_ *Txn, err error) {
 	}
 	tx.j, tx.committed = j, true
 	tx.Checkpoint("journal committed")
-	if err := tx.forward(); err != nil {
+	if err := tx.forwardNew(); err != nil {
 		return nil, err
 	}
 	return tx, nil
+}
+
+// forwardNew is forward for the write that just staged its files: a new file in place of
+// nothing is moved with a rename that refuses to replace (renameat2 RENAME_NOREPLACE where
+// the system has it), and a missing folder is created directly, instead of first looking at
+// both paths. Anything else, and any failure of the short way, takes forward's own step (redo),
+// which also gives its errors.
+func (t *Txn) forwardNew() error {
+	short := true
+	for i, s := range t.j.Steps {
+		done := false
+		if short {
+			switch {
+			case s.Op == "put" && s.Backup == "":
+				switch err := renameNoReplace(filepath.Join(t.staging, s.Staged), t.abs(s.Path)); {
+				case err == nil:
+					done = true
+				case errors.Is(err, errNoRenameNoReplace):
+					short = false
+				}
+			case s.Op == "mkdir" && !s.Existed:
+				if os.Mkdir(t.abs(s.Path), 0o755) == nil {
+					if err := os.Chmod(t.abs(s.Path), s.Mode.Perm()); err != nil {
+						return fmt.Errorf("create folder %s: %w", s.Path, err)
+					}
+					done = true
+				}
+			}
+		}
+		if !done {
+			if err := t.redo(s); err != nil {
+				return err
+			}
+		}
+		t.done = i + 1
+		t.Checkpoint("move " + s.Op + " " + s.Path)
+	}
+	return nil
 }
 
 // StagingPrefix starts the name of the staging folder Apply makes inside the target.

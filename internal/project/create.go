@@ -95,7 +95,7 @@ func Create(opts CreateOptions) (*Created, error) {
 			return nil, err
 		}
 	}
-	_, err = checkTarget(dir, opts.Force)
+	existed, empty, err := inspectTarget(dir, opts.Force)
 	if err != nil {
 		return nil, err
 	}
@@ -130,8 +130,11 @@ func Create(opts CreateOptions) (*Created, error) {
 	}
 	for _, f := range all {
 		action := "create"
-		if _, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(f.Path))); err == nil {
-			action = "overwrite"
+		// In a folder that was missing or empty (but for our lock) there is nothing to look up.
+		if existed && (!empty || f.Path == WriteLockName) {
+			if _, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(f.Path))); err == nil {
+				action = "overwrite"
+			}
 		}
 		pf := PlannedFile{Path: f.Path, Policy: f.Policy, Size: len(f.Data), Mode: fmt.Sprintf("%04o", f.Mode.Perm()), Action: action}
 		if len(f.Sources) > 0 {
@@ -193,7 +196,7 @@ func writeNew(dir string, wl *writeLock, all generator.Files, opts CreateOptions
 	}
 	if opts.Git {
 		tx.Checkpoint("commit")
-		hash, err := commitAll(dir, message)
+		hash, err := commitWritten(dir, message, all)
 		if err != nil {
 			if gitInit {
 				_ = os.RemoveAll(filepath.Join(dir, ".git")) // a half-made repository of ours
@@ -211,19 +214,25 @@ func writeNew(dir string, wl *writeLock, all generator.Files, opts CreateOptions
 
 // checkTarget refuses a non-empty folder unless forced, and reports whether dir existed.
 func checkTarget(dir string, force bool) (bool, error) {
+	existed, _, err := inspectTarget(dir, force)
+	return existed, err
+}
+
+// inspectTarget is checkTarget that also reports whether dir holds nothing but our lock.
+func inspectTarget(dir string, force bool) (existed, empty bool, err error) {
 	fi, err := os.Stat(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
+		return false, true, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("target %s: %w", dir, err)
+		return false, false, fmt.Errorf("target %s: %w", dir, err)
 	}
 	if !fi.IsDir() {
-		return false, fmt.Errorf("target %s is a file, not a folder", dir)
+		return false, false, fmt.Errorf("target %s is a file, not a folder", dir)
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return false, fmt.Errorf("target %s: %w", dir, err)
+		return false, false, fmt.Errorf("target %s: %w", dir, err)
 	}
 	n := 0
 	for _, e := range entries {
@@ -232,9 +241,9 @@ func checkTarget(dir string, force bool) (bool, error) {
 		}
 	}
 	if n > 0 && !force {
-		return true, fmt.Errorf("%w: %s has %d entries; choose an empty or new folder, or pass `--force` to write over it", ErrTargetNotEmpty, dir, n)
+		return true, false, fmt.Errorf("%w: %s has %d entries; choose an empty or new folder, or pass `--force` to write over it", ErrTargetNotEmpty, dir, n)
 	}
-	return true, nil
+	return true, n == 0, nil
 }
 
 // RenderProject renders a blueprint version for the answers and adds the lock file.

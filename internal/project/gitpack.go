@@ -2,7 +2,6 @@ package project
 
 import (
 	"bytes"
-	"compress/zlib"
 	"crypto/sha1"
 	"encoding/binary"
 	"errors"
@@ -47,7 +46,14 @@ func objHash(t plumbing.ObjectType, data []byte) plumbing.Hash {
 // commitNew is commitAll for a repository it has just created: every object goes into one
 // pack (two files instead of one per object and folder), hashed with crypto/sha1 once.
 func commitNew(repo *git.Repository, wt *git.Worktree, dir, message string) (string, error) {
-	ps, err := gitignore.ReadPatterns(wt.Filesystem, nil)
+	return commitNewFrom(repo, wt, dir, message, nil)
+}
+
+// commitNewFrom is commitNew that takes the content of the files in written (project path ->
+// bytes) from memory instead of reading them back: the files the caller has just written
+// under the project's write lock. A file whose size on disk differs is read from disk.
+func commitNewFrom(repo *git.Repository, wt *git.Worktree, dir, message string, written map[string][]byte) (string, error) {
+	ps, err := readPatterns(dir, wt)
 	if err != nil {
 		return "", err
 	}
@@ -80,9 +86,11 @@ func commitNew(repo *git.Repository, wt *git.Worktree, dir, message string) (str
 		if !fi.Mode().IsRegular() {
 			return errNotPlain // a symlink, say: go-git's own add handles it
 		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
+		data, ok := written[filepath.ToSlash(rel)]
+		if !ok || int64(len(data)) != fi.Size() {
+			if data, err = os.ReadFile(p); err != nil {
+				return err
+			}
 		}
 		h := objHash(plumbing.BlobObject, data)
 		if !seen[h] { // two files with one content are one object
@@ -202,32 +210,25 @@ func readAll(o *plumbing.MemoryObject) ([]byte, error) {
 // writePack writes objs as .git/objects/pack/pack-<sum>.{pack,idx}, the index last (git only
 // looks at packs with an index).
 func writePack(dir string, objs []packObj) error {
+	entries, err := packEntries(objs)
+	if err != nil {
+		return err
+	}
+	total := 12
+	for _, e := range entries {
+		total += len(e)
+	}
 	var buf bytes.Buffer
+	buf.Grow(total + sha1.Size)
 	buf.WriteString("PACK")
 	binary.Write(&buf, binary.BigEndian, uint32(2))
 	binary.Write(&buf, binary.BigEndian, uint32(len(objs)))
 	w := new(idxfile.Writer)
 	w.OnHeader(uint32(len(objs)))
-	zw, _ := zlib.NewWriterLevel(nil, zlib.BestSpeed)
-	for _, o := range objs {
+	for i, o := range objs {
 		pos := buf.Len()
-		size := len(o.data)
-		c := byte(o.typ)<<4 | byte(size&0x0f)
-		size >>= 4
-		for size != 0 {
-			buf.WriteByte(c | 0x80)
-			c = byte(size & 0x7f)
-			size >>= 7
-		}
-		buf.WriteByte(c)
-		zw.Reset(&buf)
-		if _, err := zw.Write(o.data); err != nil {
-			return err
-		}
-		if err := zw.Close(); err != nil {
-			return err
-		}
-		w.Add(o.hash, uint64(pos), crc32.ChecksumIEEE(buf.Bytes()[pos:]))
+		buf.Write(entries[i])
+		w.Add(o.hash, uint64(pos), crc32.ChecksumIEEE(entries[i]))
 	}
 	sum := sha1.Sum(buf.Bytes())
 	buf.Write(sum[:])

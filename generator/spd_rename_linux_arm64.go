@@ -1,0 +1,3 @@
+package generator
+
+const sysRenameat2 = 276

@@ -1,0 +1,5 @@
+//go:build !linux || !(amd64 || arm64)
+
+package generator
+
+func renameNoReplace(from, to string) error { return errNoRenameNoReplace }

@@ -80,7 +80,7 @@ an unknown image reference, a project that is already an opsready project).`,
 				opts.Dir = args[0]
 			}
 			for _, k := range adoptAsked {
-				q, err := findQuestion(bp, k)
+				q, err := prompts.Find(bp.Questions, k)
 				if err != nil {
 					continue
 				}
@@ -97,7 +97,7 @@ an unknown image reference, a project that is already an opsready project).`,
 	}
 	f := cmd.Flags()
 	for _, k := range adoptAsked {
-		q, err := findQuestion(bp, k)
+		q, err := prompts.Find(bp.Questions, k)
 		if err != nil {
 			continue // a later blueprint version dropped it
 		}
@@ -112,10 +112,6 @@ an unknown image reference, a project that is already an opsready project).`,
 	f.BoolVar(&opts.JSON, "json", false, "print the result as JSON")
 	f.BoolVar(&opts.Accessible, "accessible", false, "line-by-line prompts for screen readers (also ACCESSIBLE=1)")
 	return cmd
-}
-
-func findQuestion(bp *blueprints.Blueprint, key string) (prompts.Question, error) {
-	return prompts.Find(bp.Questions, key)
 }
 
 func runAdopt(d *deps, bp *blueprints.Blueprint, opts *adoptOptions) error {

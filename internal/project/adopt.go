@@ -190,12 +190,13 @@ func Adopt(opts AdoptOptions) (*Adopted, error) {
 
 // renderAdopted renders a version for an adopted project: the template data carry `_adopt`,
 // the lock file records it, and files the team had first are written under their free names.
-// A nil ad renders as RenderProject does.
+// A nil ad is a project opsready generated (RenderProject).
 func renderAdopted(bp *blueprints.Blueprint, answers map[string]any, opsreadyVersion string, ad *lock.Adopt) (generator.Files, error) {
-	if ad == nil {
-		return RenderProject(bp, answers, opsreadyVersion)
+	data := TemplateData(bp, answers)
+	if ad != nil {
+		data = adoptData(bp, answers, ad)
 	}
-	files, err := generator.Render(bp.Files, bp.Rules, adoptData(bp, answers, ad))
+	files, err := generator.Render(bp.Files, bp.Rules, data)
 	if err != nil {
 		return nil, err
 	}
@@ -203,17 +204,20 @@ func renderAdopted(bp *blueprints.Blueprint, answers map[string]any, opsreadyVer
 		if f.Path == lock.FileName || strings.HasPrefix(f.Path, "secrets/") {
 			return nil, fmt.Errorf("blueprint %s@%s renders %s, which opsready writes itself", bp.Name, bp.Version, f.Path)
 		}
+		if ad == nil {
+			continue
+		}
 		if to, ok := ad.Renames[f.Path]; ok {
 			files[i].Path = to
 		}
 	}
 	lk := lock.New(bp.Name, bp.Version, opsreadyVersion, answers, files)
 	lk.Adopt = ad
-	data, err := lk.Marshal()
+	lockData, err := lk.Marshal()
 	if err != nil {
 		return nil, err
 	}
-	files = append(files, generator.File{Path: lock.FileName, Data: data, Mode: 0o644})
+	files = append(files, generator.File{Path: lock.FileName, Data: lockData, Mode: 0o644})
 	return files, files.Sort()
 }
 

@@ -10,11 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 
 	"github.com/opsready/opsready/blueprints"
 	"github.com/opsready/opsready/generator"
-	"github.com/opsready/opsready/internal/lock"
 	"github.com/opsready/opsready/prompts"
 )
 
@@ -248,21 +246,7 @@ func inspectTarget(dir string, force bool) (existed, empty bool, err error) {
 
 // RenderProject renders a blueprint version for the answers and adds the lock file.
 func RenderProject(bp *blueprints.Blueprint, answers map[string]any, opsreadyVersion string) (generator.Files, error) {
-	files, err := generator.Render(bp.Files, bp.Rules, TemplateData(bp, answers))
-	if err != nil {
-		return nil, err
-	}
-	for _, f := range files {
-		if f.Path == lock.FileName || strings.HasPrefix(f.Path, "secrets/") {
-			return nil, fmt.Errorf("blueprint %s@%s renders %s, which opsready writes itself", bp.Name, bp.Version, f.Path)
-		}
-	}
-	data, err := lock.New(bp.Name, bp.Version, opsreadyVersion, answers, files).Marshal()
-	if err != nil {
-		return nil, err
-	}
-	files = append(files, generator.File{Path: lock.FileName, Data: data, Mode: 0o644})
-	return files, files.Sort()
+	return renderAdopted(bp, answers, opsreadyVersion, nil)
 }
 
 // TemplateData is what templates see: the answers plus _blueprint, _version and _options.

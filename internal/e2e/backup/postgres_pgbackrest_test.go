@@ -53,10 +53,11 @@ func bpgPgCtl(uid, gid int, dir string, env []string, args ...string) error {
 	return nil
 }
 
-// bpgWaitSQL polls sql on conn until it returns want, for at most 60 seconds.
+// bpgWaitSQL polls sql on conn until it returns want, for at most 3 minutes (a hang, not
+// a race: pgBackRest's archive-push took several seconds on a busy machine).
 func bpgWaitSQL(t *testing.T, conn []string, sql, want string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(3 * time.Minute)
 	var got string
 	var err error
 	for time.Now().Before(deadline) {
@@ -71,6 +72,10 @@ func bpgWaitSQL(t *testing.T, conn []string, sql, want string) {
 // bpgSwitchWAL closes the current WAL segment and waits until the server has archived it.
 func bpgSwitchWAL(t *testing.T, conn []string) {
 	t.Helper()
+	// pg_switch_wal does nothing on an empty segment, and then no segment completes to wake
+	// an archiver that is sleeping (60 s) after failed attempts: a commit record first
+	// makes the switch real.
+	bpgPsql(t, conn, "SELECT txid_current();")
 	seg := bpgPsql(t, conn, "SELECT pg_walfile_name(pg_switch_wal());")
 	bpgWaitSQL(t, conn, fmt.Sprintf("SELECT coalesce(last_archived_wal >= '%s', false) FROM pg_stat_archiver;", seg), "t")
 }

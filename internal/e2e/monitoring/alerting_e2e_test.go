@@ -251,23 +251,36 @@ func amCheckInhibition(t *testing.T, amURL string) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("post alerts: %s", resp.Status)
 	}
-	var got []struct {
-		Labels map[string]string `json:"labels"`
-		Status struct {
-			InhibitedBy []string `json:"inhibitedBy"`
-		} `json:"status"`
-	}
-	if err := json.Unmarshal([]byte(amGet(amURL+`/api/v2/alerts?filter=test%3D%22inhibit%22`)), &got); err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 4 {
-		t.Fatalf("Alertmanager holds %d of the 4 posted alerts", len(got))
-	}
-	for _, a := range got {
-		want := a.Labels["alertname"] == "BackendErrorBudgetBurn" && a.Labels["severity"] == "warning"
-		if inhibited := len(a.Status.InhibitedBy) > 0; inhibited != want {
-			t.Errorf("alert %v: inhibited %v, want %v", a.Labels, inhibited, want)
+	// Alertmanager marks inhibitions asynchronously (its inhibitor reads the alerts from a
+	// subscription): poll until the expected marks are there, bounded for a hang.
+	var wrong []string
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		var got []struct {
+			Labels map[string]string `json:"labels"`
+			Status struct {
+				InhibitedBy []string `json:"inhibitedBy"`
+			} `json:"status"`
 		}
+		if err := json.Unmarshal([]byte(amGet(amURL+`/api/v2/alerts?filter=test%3D%22inhibit%22`)), &got); err != nil {
+			t.Fatal(err)
+		}
+		wrong = nil
+		if len(got) != 4 {
+			wrong = append(wrong, fmt.Sprintf("Alertmanager holds %d of the 4 posted alerts", len(got)))
+		}
+		for _, a := range got {
+			want := a.Labels["alertname"] == "BackendErrorBudgetBurn" && a.Labels["severity"] == "warning"
+			if inhibited := len(a.Status.InhibitedBy) > 0; inhibited != want {
+				wrong = append(wrong, fmt.Sprintf("alert %v: inhibited %v, want %v", a.Labels, inhibited, want))
+			}
+		}
+		if len(wrong) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, w := range wrong {
+		t.Error(w)
 	}
 }
 

@@ -124,6 +124,7 @@ func TestHlpValidatorsAgreeWithTheirSchemaPattern(t *testing.T) {
 		"percent":  {"99.9", "0", "0.0", "100", "5"},
 		"url":      {"https://x.org", "https://x.org/", "https://x.org/a%zz", "http://x.org:8080/a"},
 		"cpus":     {"0.5", "0", "0.00", "2", "999.99"},
+		"memlimit": {"128m", "127m", "512m", "32g", "33g", "32768m", "32769m", "0g", "1g"},
 	}
 	for _, v := range validators {
 		ss, ok := samples[v.Name]

@@ -69,6 +69,20 @@ var validators = []Validator{
 	{Name: "cpus", Describe: "a number of CPU cores such as 0.5 or 2", ValueName: "CORES",
 		Pattern: `^[0-9]{1,3}(\.[0-9]{1,2})?$`, fail: "is not a positive number of cores",
 		extra: func(s string) bool { f, err := strconv.ParseFloat(s, 64); return err == nil && f > 0 }},
+	// The bounds are where the derived database settings were started and measured
+	// (internal/e2e/tuning): below 128 MB a database cannot hold its own working set.
+	{Name: "memlimit", Describe: "a size from 128m to 32g such as 512m or 2g", ValueName: "SIZE",
+		Pattern: `^[1-9][0-9]{0,5}[mg]$`, fail: "is not a size from 128m to 32g",
+		extra: func(s string) bool {
+			n, err := strconv.Atoi(s[:len(s)-1])
+			if err != nil {
+				return false
+			}
+			if s[len(s)-1] == 'g' {
+				n *= 1024
+			}
+			return n >= 128 && n <= 32*1024
+		}},
 }
 
 var validatorByName = func() map[string]*Validator {

@@ -103,6 +103,7 @@ var released = map[string]string{
 	"webapp@1.3.0": "98fc4168f6fdb1d2913f8119367b95387d7785b7176c31f969379edaa444563e",
 	"webapp@1.3.1": "449b3c5a79b462c21304adce419ada800600e007b92c1f8bb1431fb12a97758b",
 	"webapp@1.4.0": "00fd0ed15c661fea2f6067c65d994d600f32d08b7c35052cda7ac1f38e7fd19e",
+	"webapp@1.5.0": "b62eab0e0e31bbcba365e79072cf892ff8b4de280ba7573cfd5ebc3396d1578b",
 }
 
 func TestReleasedVersionsAreUnchanged(t *testing.T) {

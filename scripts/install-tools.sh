@@ -13,6 +13,7 @@ commands=(
   promtool:prometheus prometheus:prometheus
   prometheus-blackbox-exporter:prometheus-blackbox-exporter
   restic:restic pgbackrest:pgbackrest mariadb-backup:mariadb-backup jq:jq flock:util-linux
+  sysbench:sysbench
 )
 # Libraries for the Python backend stub's tests (Debian's python3; PyPI is not used).
 libraries=(

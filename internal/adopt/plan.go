@@ -44,6 +44,8 @@ func MakePlan(d *Detection, p *types.Project) (*Plan, error) {
 		"db_backup_method": "logical",
 		"db":               "none",
 		"cache":            "none",
+		// A replica of the team's database is a change to their own services: not adopted yet.
+		"db_replica": "none",
 	}}
 	if name := dnsLabel(d.Project); name != "" {
 		pl.Fixed["name"] = name

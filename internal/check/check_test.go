@@ -168,7 +168,7 @@ func TestChkGenerated(t *testing.T) {
 		t.Fatal(err)
 	}
 	prodFiles := []string{"compose.yaml", "compose.prod.yaml", "compose.monitoring.yaml", "compose.backup.yaml"}
-	r, err := Run(context.Background(), Options{Dir: dir, Files: prodFiles, Env: []string{"TAG=1.2.3"}, FailOn: Medium})
+	r, err := Run(context.Background(), Options{Dir: dir, Files: prodFiles, Env: []string{"TAG=1.2.3", "BACKUP_TAG=b-0123456789ab"}, FailOn: Medium})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -100,6 +100,9 @@ func Adopt(opts AdoptOptions) (*Adopted, error) {
 		flags[k] = v
 	}
 	for k, v := range opts.Fixed {
+		if _, err := prompts.Find(bp.Questions, k); err != nil {
+			continue // an answer an older version does not ask (db_replica before 1.6.0)
+		}
 		if u, ok := flags[k]; ok && u != v {
 			q, _ := prompts.Find(bp.Questions, k)
 			return nil, InputError{fmt.Errorf("`--%s %s`: adopt found %q in the compose files and generates for that", q.FlagName(), u, v)}

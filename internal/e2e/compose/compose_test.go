@@ -30,6 +30,7 @@ type composeCase struct {
 	replicas                                int
 	cpus, memory, logSize                   string
 	logFiles                                int
+	dbReplica                               string // streaming (the default) or none
 }
 
 func (c composeCase) set() map[string]string {
@@ -37,12 +38,19 @@ func (c composeCase) set() map[string]string {
 		"name": c.name, "frontend": c.frontend, "backend": c.backend, "db": c.db,
 		"cache": c.cache, "tls": c.tls, "backend_replicas": strconv.Itoa(c.replicas),
 		"cpu_limit": c.cpus, "memory_limit": c.memory, "log_max_size": c.logSize,
-		"log_max_file": strconv.Itoa(c.logFiles),
+		"log_max_file": strconv.Itoa(c.logFiles), "db_replica": c.replica(),
 	}
 }
 
+func (c composeCase) replica() string {
+	if c.dbReplica == "" {
+		return "streaming"
+	}
+	return c.dbReplica
+}
+
 func (c composeCase) String() string {
-	return fmt.Sprintf("%s-%s-%s-%s-%s", c.frontend, c.backend, c.db, c.cache, c.tls)
+	return fmt.Sprintf("%s-%s-%s-%s-%s-%s", c.frontend, c.backend, c.db, c.cache, c.tls, c.replica())
 }
 
 // composeCases is every combination of frontend, backend, db, cache and tls, with the
@@ -67,7 +75,7 @@ func composeCases() []composeCase {
 						cases = append(cases, composeCase{
 							name: fmt.Sprintf("app%d", len(cases)), frontend: fe, backend: be, db: db,
 							cache: cache, tls: tls, replicas: l.replicas, cpus: l.cpus, memory: l.mem,
-							logSize: l.size, logFiles: l.files,
+							logSize: l.size, logFiles: l.files, dbReplica: []string{"streaming", "none"}[len(cases)/2%2],
 						})
 					}
 				}
@@ -175,6 +183,9 @@ func checkCommon(t *testing.T, c composeCase, dir string, p *types.Project, prod
 	}
 	if prod {
 		want = append(want, "proxy")
+		if c.replica() == "streaming" {
+			want = append(want, "db-replica")
+		}
 	}
 	slices.Sort(want)
 	if got := p.ServiceNames(); !slices.Equal(got, want) {
@@ -294,6 +305,18 @@ func checkCommon(t *testing.T, c composeCase, dir string, p *types.Project, prod
 	}
 	dbTest := e2eutil.HealthTest(db)
 	dbSecrets := []string{"db_password"}
+	// With a replica, production's db and db-replica share the replica's healthcheck: healthy
+	// as the primary, or as a replica that replicates (after a failover the old primary is one).
+	replicaHealth := map[string]string{"postgres": "bash /opt/opsready/db/healthcheck.sh", "mariadb": "/ops/db/replica-health.sh"}[c.db]
+	if prod && c.replica() == "streaming" {
+		if !strings.Contains(dbTest, replicaHealth) {
+			t.Errorf("%s db: healthcheck %q, want %s", mode, dbTest, replicaHealth)
+		}
+		if r := e2eutil.HealthTest(p.Services["db-replica"]); !strings.Contains(r, replicaHealth) {
+			t.Errorf("%s db-replica: healthcheck %q, want %s", mode, r, replicaHealth)
+		}
+		dbTest = map[string]string{"postgres": "pg_isready -h 127.0.0.1 -U app -d app", "mariadb": "healthcheck.sh --connect --innodb_initialized"}[c.db]
+	}
 	if c.db == "postgres" {
 		if !strings.HasPrefix(db.Image, "postgres:") || !strings.Contains(dbTest, "pg_isready -h 127.0.0.1 -U app -d app") {
 			t.Errorf("%s db: image %s, healthcheck %q, want postgres with pg_isready -h 127.0.0.1", mode, db.Image, dbTest)

@@ -48,7 +48,7 @@ func (c mcCase) String() string {
 func mcCases() []mcCase {
 	cc := func(i int, fe, be, db, cache, tls, cpus, mem, size string, files int) composeCase {
 		return composeCase{name: fmt.Sprintf("mon%d", i), frontend: fe, backend: be, db: db, cache: cache, tls: tls,
-			replicas: 2 + i%3, cpus: cpus, memory: mem, logSize: size, logFiles: files}
+			replicas: 2 + i%3, cpus: cpus, memory: mem, logSize: size, logFiles: files, dbReplica: []string{"streaming", "none"}[i%2]}
 	}
 	return []mcCase{
 		{cc(0, "react", "go", "postgres", "none", "letsencrypt", "1.0", "512m", "10m", 5), []string{"email"}, "15d", "10GB"},
@@ -72,7 +72,7 @@ func mcServices(db, cache string) map[string]mcService {
 		"alertmanager":  {"prom/alertmanager", 9093},
 		"grafana":       {"grafana/grafana", 3000},
 		"node-exporter": {"prom/node-exporter", 9100},
-		"cadvisor":      {"gcr.io/cadvisor/cadvisor", 8080},
+		"cadvisor":      {"ghcr.io/google/cadvisor", 8080},
 		"blackbox":      {"prom/blackbox-exporter", 9115},
 		"db-exporter":   {"prometheuscommunity/postgres-exporter", 9187},
 	}
@@ -137,6 +137,10 @@ func mcCheckServices(t *testing.T, c mcCase, dir string, p *types.Project) {
 	}
 	for name := range mon {
 		want = append(want, name)
+	}
+	if c.replica() == "streaming" {
+		// The replica and the exporter that watches its replication (replica-monitoring).
+		want = append(want, "db-replica", "db-replica-exporter")
 	}
 	if c.db == "mariadb" {
 		// The one-shot that grants the exporter's user SLAVE MONITOR (mcCheckGrantJob).

@@ -19,11 +19,13 @@ import (
 const (
 	TestRegistry = "registry.example.test/team"
 	TestTag      = "1.2.3"
+	// TestBackupTag is the backup image's tag (derived from ops/backup's content by CI).
+	TestBackupTag = "b-0123456789ab"
 )
 
-// ProdEnv is the environment production needs: REGISTRY and TAG.
+// ProdEnv is the environment production needs: REGISTRY, TAG and the backup image's tag.
 func ProdEnv() map[string]string {
-	return map[string]string{"REGISTRY": TestRegistry, "TAG": TestTag}
+	return map[string]string{"REGISTRY": TestRegistry, "TAG": TestTag, "BACKUP_TAG": TestBackupTag}
 }
 
 // MonitoringFiles are the compose files of production with monitoring.

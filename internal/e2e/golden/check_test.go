@@ -31,7 +31,7 @@ func TestGldCheck(t *testing.T) {
 				t.Skipf("%s: no want/ yet (make golden)", c.Dir)
 			}
 			r, err := check.Run(context.Background(), check.Options{
-				Dir: want, Files: prodFiles, Env: []string{"TAG=1.2.3", "REGISTRY=registry.example.test/team"},
+				Dir: want, Files: prodFiles, Env: []string{"TAG=1.2.3", "BACKUP_TAG=b-0123456789ab", "REGISTRY=registry.example.test/team"},
 			})
 			if err != nil {
 				t.Fatalf("check %s: %v", want, err)

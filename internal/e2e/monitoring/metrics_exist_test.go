@@ -7,20 +7,25 @@ package monitoring
 // What the exporters expose is read from testdata/scrapes/, real /metrics captured by
 // `internal/e2e/monitoring/testdata/scrapes/capture.sh BINDIR` (not part of `make test`: its header says how
 // to build each exporter at its pinned version into BINDIR; it needs the local PostgreSQL and
-// Redis, starts its own MariaDB primary and replica, and takes a few minutes). Rerun it after
-// changing an exporter's version or collector flags: TestMetricsExist compares both with the
-// compose file and fails until the captures match. Captured on 2026-12-02:
+// Redis, starts its own MariaDB and PostgreSQL primaries and replicas, and takes a few
+// minutes; `capture.sh BINDIR postgres` redoes one part). Rerun it after changing an
+// exporter's version or collector flags: TestMetricsExist compares both with the compose file
+// (the replica captures with db-replica-exporter's, see mexDBJob) and fails until the captures
+// match. Captured on 2026-12-02:
 //
 //	mysqld_exporter 0.17.2     a primary and a replica MariaDB (10.11 here; the image is 11.4),
-//	                           as the app user with the SLAVE MONITOR grant
-//	postgres_exporter 0.17.1   PostgreSQL 15 here (the image is 17), as a non-superuser owner
+//	                           both with a binary log, as the app user with the SLAVE MONITOR
+//	                           and BINLOG MONITOR grants of db-exporter-grant
+//	postgres_exporter 0.17.1   PostgreSQL 15 here (the image is 17): a primary with a streaming
+//	                           standby on a replication slot, and the standby, as a role in
+//	                           pg_monitor (the compose file's app user is the superuser)
 //	redis_exporter 1.74.0      Redis 7.0 here (the image is 7.4)
 //	node_exporter 1.9.1        this host; the textfile metrics are read from the generated
 //	                           backup scripts' writers (ops/backup/*.sh), not from a run
 //	blackbox_exporter 0.27.0   its own /metrics, and probes of a local HTTPS and HTTP site
 //	prometheus 3.5.0, alertmanager 0.28.1   their own /metrics
-//	cadvisor 0.52.1            NOT a live scrape: cAdvisor's cmd module is not served by the module
-//	                           proxy here, so the file is cAdvisor v0.52.1's own expected
+//	cadvisor 0.60.5            NOT a live scrape: cAdvisor's cmd module is not served by the module
+//	                           proxy here, so the file is cAdvisor v0.60.5's own expected
 //	                           Prometheus output (metrics/testdata/prometheus_metrics), every
 //	                           metric kind enabled, from its fake container
 //	backend                    the Go stub generated with the defaults, run against PostgreSQL
@@ -135,7 +140,7 @@ func TestMetricsExistCatches(t *testing.T) {
 	want := []string{
 		"alert MexMisspelledMetric: metric pg_upp does not exist in job",
 		"alert MexMisspelledLabel: metric pg_stat_database_deadlocks has no label databasename",
-		"alert MexWrongJob: metric redis_up does not exist in job postgres (postgres_exporter 0.17.1)",
+		"alert MexWrongJob: metric redis_up does not exist in job postgres (postgres_exporter 0.17.1 + postgres_exporter-replica 0.17.1)",
 		"alert MexBadBy: sum by/without label tablename",
 		"alert MexBadOn: on (device): one side has no label device",
 		"alert MexRecordedLabel: metric job:mex_ok:sum has no label instance",
@@ -157,6 +162,28 @@ func TestMetricsExistCatches(t *testing.T) {
 	}
 }
 
+// mexDBJob is the database's Prometheus job and the captures of what it scrapes. With a
+// db-replica-exporter service (db_replica=streaming) the job scrapes both servers: the primary
+// captures are db-exporter's, the replica captures db-replica-exporter's, each compared with
+// that service's version and flags. Without one, db-exporter's MariaDB may still be a replica
+// (MysqlReplicationLag is generated either way), so both MariaDB captures are db-exporter's;
+// a PostgreSQL without a standby has no WAL receiver, so its replica capture is left out.
+func mexDBJob(set map[string]string, services types.Services) (string, []mexExporterService) {
+	replica := "db-replica-exporter"
+	_, hasReplica := services[replica]
+	if !hasReplica {
+		replica = "db-exporter"
+	}
+	if set["db"] == "mariadb" {
+		return "mysql", []mexExporterService{{"db-exporter", "mysqld_exporter"}, {replica, "mysqld_exporter-replica"}}
+	}
+	srcs := []mexExporterService{{"db-exporter", "postgres_exporter"}}
+	if hasReplica {
+		srcs = append(srcs, mexExporterService{replica, "postgres_exporter-replica"})
+	}
+	return "postgres", srcs
+}
+
 // mexGenerate generates a project of the newest webapp, or of MEX_BLUEPRINT when set (such as
 // webapp@1.3.0: `MEX_BLUEPRINT=webapp@1.3.0 go test ./internal/e2e/monitoring -run 'TestMetricsExist$|TestMex'`
 // shows what these tests find in an older version).
@@ -173,10 +200,12 @@ func mexGenerate(t *testing.T, set map[string]string) string {
 	return dir
 }
 
-// TestMexMysqlReplicaStatus: MysqlReplicationLag reads mysql_slave_status_*, so the exporter
-// must run the replica-status collector, and its user must hold the privilege MariaDB asks
-// for SHOW REPLICA STATUS, granted by the compose file before the exporter starts. The grant
-// statement is run against the local MariaDB to prove it is the one that works.
+// TestMexMysqlReplicaStatus: MysqlReplicationLag reads mysql_slave_status_*, so each MariaDB
+// exporter (db-exporter, and db-replica-exporter with a replica) must run the replica-status
+// collector, and its user must hold the privilege MariaDB asks for SHOW REPLICA STATUS; with
+// the binlog_size collector (MysqlBinlogDiskUsage), the one for SHOW BINARY LOGS too. A
+// compose service grants them before the exporters start. Each grant statement is run against
+// the local MariaDB to prove it is the one that works.
 func TestMexMysqlReplicaStatus(t *testing.T) {
 	t.Parallel()
 	dir := mexGenerate(t, map[string]string{"db": "mariadb"})
@@ -184,31 +213,63 @@ func TestMexMysqlReplicaStatus(t *testing.T) {
 	if err != nil {
 		t.Fatalf("load compose files: %v", err)
 	}
-	exp, ok := p.Services["db-exporter"]
-	if !ok {
-		t.Fatal("no db-exporter service")
+	cmdline := func(s types.ServiceConfig) string {
+		return strings.Join(append(append([]string{}, s.Entrypoint...), s.Command...), " ")
 	}
-	args := strings.Join(append(append([]string{}, exp.Entrypoint...), exp.Command...), " ")
-	if strings.Contains(args, "--no-collect.slave_status") {
-		t.Errorf("db-exporter runs with --no-collect.slave_status: mysql_slave_status_* never exist and MysqlReplicationLag can never fire")
+	// privilege -> a statement that needs it (the local server has no binary log: SHOW BINARY
+	// LOGS then fails after the privilege check, with "not using binary logging").
+	need := map[string]string{`(?:SLAVE|REPLICA) MONITOR`: "SHOW REPLICA STATUS"}
+	var user string
+	exporters := []string{"db-exporter"}
+	if _, ok := p.Services["db-replica-exporter"]; ok {
+		exporters = append(exporters, "db-replica-exporter")
 	}
-	user := regexp.MustCompile(`--mysqld\.username=(\S+)`).FindStringSubmatch(args)
-	if user == nil {
-		t.Fatalf("db-exporter: no --mysqld.username in %q", args)
+	for _, name := range exporters {
+		args := cmdline(p.Services[name])
+		if name == "db-exporter" && args == "" {
+			t.Fatal("no db-exporter service")
+		}
+		if strings.Contains(args, "--no-collect.slave_status") {
+			t.Errorf("%s runs with --no-collect.slave_status: mysql_slave_status_* never exist and MysqlReplicationLag can never fire", name)
+		}
+		if strings.Contains(args, "--collect.binlog_size") {
+			need[`BINLOG MONITOR`] = "SHOW BINARY LOGS"
+		}
+		u := regexp.MustCompile(`--mysqld\.username=(\S+)`).FindStringSubmatch(args)
+		if u == nil {
+			t.Fatalf("%s: no --mysqld.username in %q", name, args)
+		}
+		if user != "" && u[1] != user {
+			t.Errorf("%s runs as %s, db-exporter as %s: one grant service grants one user", name, u[1], user)
+		}
+		user = u[1]
 	}
-	grantRe := regexp.MustCompile(`(?i)GRANT ((?:SLAVE|REPLICA) MONITOR) ON \*\.\* TO '` + regexp.QuoteMeta(user[1]) + `'@'%'`)
-	var grant, grantSvc string
-	for name, s := range p.Services {
-		cmd := strings.Join(append(append([]string{}, s.Entrypoint...), s.Command...), " ")
-		if m := grantRe.FindString(cmd); m != "" {
-			grant, grantSvc = m, name
+	if _, ok := need[`BINLOG MONITOR`]; !ok {
+		t.Errorf("no MariaDB exporter runs with --collect.binlog_size: mysql_binlog_size_bytes never exists and MysqlBinlogDiskUsage can never fire")
+	}
+	grants := map[string]string{} // privilege pattern -> the grant statement found
+	var grantSvc string
+	for priv := range need {
+		re := regexp.MustCompile(`(?i)GRANT ` + priv + ` ON \*\.\* TO '` + regexp.QuoteMeta(user) + `'@'%'`)
+		for name, s := range p.Services {
+			if m := re.FindString(cmdline(s)); m != "" {
+				if grantSvc != "" && name != grantSvc {
+					t.Errorf("the exporter's grants are split over %s and %s", grantSvc, name)
+				}
+				grants[priv], grantSvc = m, name
+			}
+		}
+		if grants[priv] == "" {
+			t.Errorf("no service grants %s to the exporter's user %s: MariaDB refuses %s without it", priv, user, need[priv])
 		}
 	}
-	if grant == "" {
-		t.Fatalf("no service grants SLAVE MONITOR (or REPLICA MONITOR) to the exporter's user %s: on MariaDB >= 10.5.9 the replica-status collector is refused without it", user[1])
+	if grantSvc == "" {
+		t.FailNow()
 	}
-	if dep, ok := exp.DependsOn[grantSvc]; !ok || dep.Condition != types.ServiceConditionCompletedSuccessfully {
-		t.Errorf("db-exporter does not wait for %s to complete (depends_on condition %q)", grantSvc, dep.Condition)
+	for _, name := range exporters {
+		if dep, ok := p.Services[name].DependsOn[grantSvc]; !ok || dep.Condition != types.ServiceConditionCompletedSuccessfully {
+			t.Errorf("%s does not wait for %s to complete (depends_on condition %q)", name, grantSvc, dep.Condition)
+		}
 	}
 	gs := p.Services[grantSvc]
 	if !slices.ContainsFunc(gs.Secrets, func(s types.ServiceSecretConfig) bool { return s.Source == "db_root_password" }) {
@@ -229,16 +290,26 @@ func TestMexMysqlReplicaStatus(t *testing.T) {
 		t.Fatalf("create user: %v\n%s", err, out)
 	}
 	t.Cleanup(func() { _, _ = mariadb(append(root, fmt.Sprintf("DROP USER IF EXISTS '%s'@'%%'", u))...) })
-	asUser := []string{"-h", "127.0.0.1", "-P", "3306", "-u", u, "-pmex-pw", "--batch", "-e", "SHOW REPLICA STATUS"}
-	if _, err := mariadb(asUser...); err == nil {
-		t.Fatalf("SHOW REPLICA STATUS works without any grant: the check below proves nothing")
+	// denied: the statement is refused for want of a privilege (ERROR 1227), not for another cause.
+	denied := func(stmt string) (bool, string) {
+		out, _ := mariadb("-h", "127.0.0.1", "-P", "3306", "-u", u, "-pmex-pw", "--batch", "-e", stmt)
+		return strings.Contains(out, "ERROR 1227"), out
 	}
-	stmt := strings.Replace(grant, "'"+user[1]+"'", "'"+u+"'", 1)
-	if out, err := mariadb(append(root, stmt)...); err != nil {
-		t.Fatalf("%s: %v\n%s", stmt, err, out)
-	}
-	if out, err := mariadb(asUser...); err != nil {
-		t.Errorf("after %q (from %s), SHOW REPLICA STATUS is still refused: %v\n%s", grant, grantSvc, err, out)
+	for priv, stmt := range need {
+		if d, out := denied(stmt); !d {
+			t.Fatalf("%s is not refused without any grant (%s): the check below proves nothing", stmt, out)
+		}
+		grant := grants[priv]
+		if grant == "" {
+			continue
+		}
+		g := strings.Replace(grant, "'"+user+"'", "'"+u+"'", 1)
+		if out, err := mariadb(append(root, g)...); err != nil {
+			t.Fatalf("%s: %v\n%s", g, err, out)
+		}
+		if d, out := denied(stmt); d {
+			t.Errorf("after %q (from %s), %s is still refused: %s", grant, grantSvc, stmt, out)
+		}
 	}
 }
 

@@ -144,8 +144,9 @@ type mexExporterService struct {
 }
 
 // mexJobs maps each Prometheus job of the generated prometheus.yml to the captures of its
-// exporter and the compose service that runs it, for the answers in set.
-func mexJobs(set map[string]string) map[string][]mexExporterService {
+// exporter and the compose service that runs it, for the answers in set and the project's
+// compose services.
+func mexJobs(set map[string]string, services types.Services) map[string][]mexExporterService {
 	probe := "blackbox_exporter-probe-http"
 	if set["tls"] == "letsencrypt" {
 		probe = "blackbox_exporter-probe"
@@ -159,11 +160,8 @@ func mexJobs(set map[string]string) map[string][]mexExporterService {
 		"blackbox":          {{"blackbox", probe}},
 		"blackbox-exporter": {{"blackbox", "blackbox_exporter"}},
 	}
-	if set["db"] == "mariadb" {
-		jobs["mysql"] = []mexExporterService{{"db-exporter", "mysqld_exporter"}, {"db-exporter", "mysqld_exporter-replica"}}
-	} else {
-		jobs["postgres"] = []mexExporterService{{"db-exporter", "postgres_exporter"}}
-	}
+	dbJob, dbSrcs := mexDBJob(set, services)
+	jobs[dbJob] = dbSrcs
 	if set["cache"] == "redis" {
 		jobs["redis"] = []mexExporterService{{"redis-exporter", "redis_exporter"}}
 	}
@@ -195,7 +193,7 @@ func mexExposures(t *testing.T, dir string, set map[string]string, scrapes map[s
 		t.Fatalf("load compose files: %v", err)
 	}
 	out := map[string]*mexExposure{}
-	for job, srcs := range mexJobs(set) {
+	for job, srcs := range mexJobs(set, p.Services) {
 		e := &mexExposure{}
 		var names []string
 		for _, src := range srcs {

@@ -37,12 +37,15 @@ const monRunbookBase = "https://git.example.test/ops/mon-app/-/blob/main"
 type monCase struct {
 	db, cache, tls, backend, slo string
 	latencyMs                    int
+	// noReplica answers db_replica=none (the default is a streaming replica); physical answers
+	// db_backup_method=physical (WAL archiving for PostgreSQL).
+	noReplica, physical bool
 	// wantLE is the `le` matcher the latency SLO must select for this backend and objective.
 	wantLE string
 }
 
 func (c monCase) String() string {
-	return fmt.Sprintf("%s-%s-%s-%s-slo%s-%dms", c.db, c.cache, c.tls, c.backend, c.slo, c.latencyMs)
+	return fmt.Sprintf("%s-%s-%s-%s-slo%s-%dms-replica=%v-physical=%v", c.db, c.cache, c.tls, c.backend, c.slo, c.latencyMs, !c.noReplica, c.physical)
 }
 
 func (c monCase) set() map[string]string {
@@ -50,6 +53,8 @@ func (c monCase) set() map[string]string {
 		"name": "mon-app", "domain": "mon-app.example.test", "runbook_base_url": monRunbookBase,
 		"db": c.db, "cache": c.cache, "tls": c.tls, "backend": c.backend,
 		"slo_availability": c.slo, "slo_latency_ms": fmt.Sprint(c.latencyMs),
+		"db_replica":       map[bool]string{false: "streaming", true: "none"}[c.noReplica],
+		"db_backup_method": map[bool]string{false: "logical", true: "physical"}[c.physical],
 	}
 }
 
@@ -59,11 +64,11 @@ func monCases() []monCase {
 		{db: "postgres", cache: "none", tls: "letsencrypt", backend: "go", slo: "99.9", latencyMs: 300, wantLE: `le="0.5"`},
 		// Python has a 0.75 s bucket that Go and Node lack.
 		{db: "mariadb", cache: "redis", tls: "none", backend: "python", slo: "99.95", latencyMs: 700, wantLE: `le="0.75"`},
-		{db: "postgres", cache: "redis", tls: "none", backend: "node", slo: "99.99", latencyMs: 1000, wantLE: `le=~"1(\\.0)?"`},
+		{db: "postgres", cache: "redis", tls: "none", backend: "node", slo: "99.99", latencyMs: 1000, wantLE: `le=~"1(\\.0)?"`, physical: true},
 		// 95%: every window still possible. Above 10 s there is no bucket: 10 s is used.
-		{db: "mariadb", cache: "none", tls: "letsencrypt", backend: "node", slo: "95", latencyMs: 20000, wantLE: `le=~"10(\\.0)?"`},
+		{db: "mariadb", cache: "none", tls: "letsencrypt", backend: "node", slo: "95", latencyMs: 20000, wantLE: `le=~"10(\\.0)?"`, noReplica: true},
 		// 50%: a budget of 50% leaves only the 1x/3d window.
-		{db: "postgres", cache: "redis", tls: "letsencrypt", backend: "python", slo: "50", latencyMs: 10, wantLE: `le="0.01"`},
+		{db: "postgres", cache: "redis", tls: "letsencrypt", backend: "python", slo: "50", latencyMs: 10, wantLE: `le="0.01"`, noReplica: true, physical: true},
 	}
 }
 
@@ -79,6 +84,8 @@ func monWantAlerts(c monCase) []string {
 		"TargetDown",
 		"HostOutOfMemory", "HostOutOfDiskSpace", "HostOutOfInodes", "HostDiskWillFillIn24Hours", "HostOomKillDetected",
 		"ContainerMemoryNearLimit", "ContainerCpuThrottled", "ContainerRestarting",
+		// webapp 1.6.0 (issue 13): a cAdvisor that answers but sees no container.
+		"ContainerMetricsMissing",
 		"ProbeFailed", "ProbeSlow",
 		"BackendErrorBudgetBurn", "BackendLatencyBudgetBurn",
 		"BackupStale", "BackupMissing", "RestoreTestStale", "RestoreTestMissing", "RestoreTestFailed",
@@ -92,6 +99,17 @@ func monWantAlerts(c monCase) []string {
 		want = append(want, "PostgresDown", "PostgresTooManyConnections", "PostgresDeadlocks", "PostgresTooManyDeadTuples", "PostgresReplicationLag")
 	} else {
 		want = append(want, "MysqlDown", "MysqlTooManyConnections", "MysqlDeadlocks", "MysqlReplicationLag")
+	}
+	// webapp 1.6.0 (issue 13): replication and WAL archiving.
+	switch {
+	case c.noReplica:
+	case c.db == "postgres":
+		want = append(want, "PostgresReplicaMissing", "PostgresReplicaNotStreaming", "PostgresReplicationLagOverRpo", "PostgresReplicationSlotRetainingWal")
+	default:
+		want = append(want, "MysqlReplicaIoThreadStopped", "MysqlReplicaSqlThreadStopped", "MysqlReplicationLagOverRpo", "MysqlReplicaMissing", "MysqlBinlogDiskUsage")
+	}
+	if c.db == "postgres" && c.physical {
+		want = append(want, "PostgresWalArchivingFailing", "PostgresWalArchiveTooOld")
 	}
 	if c.cache == "redis" {
 		want = append(want, "RedisDown", "RedisMemoryNearMax", "RedisRejectedConnections")
@@ -249,9 +267,13 @@ func monCheckPrometheusConfig(t *testing.T, c monCase, prom string) {
 	}
 
 	scheme := map[string]string{"letsencrypt": "https", "none": "http"}[c.tls]
-	dbJob, dbTarget := "postgres", "db-exporter:9187"
+	dbJob, dbPort := "postgres", ":9187"
 	if c.db == "mariadb" {
-		dbJob, dbTarget = "mysql", "db-exporter:9104"
+		dbJob, dbPort = "mysql", ":9104"
+	}
+	dbTargets := []string{"db-exporter" + dbPort}
+	if !c.noReplica {
+		dbTargets = append(dbTargets, "db-replica-exporter"+dbPort)
 	}
 	want := map[string][]string{
 		"prometheus":        {"localhost:9090"},
@@ -259,7 +281,7 @@ func monCheckPrometheusConfig(t *testing.T, c monCase, prom string) {
 		"backend":           nil, // DNS service discovery, checked below
 		"node":              {"node-exporter:9100"},
 		"cadvisor":          {"cadvisor:8080"},
-		dbJob:               {dbTarget},
+		dbJob:               dbTargets,
 		"blackbox":          {scheme + "://mon-app.example.test/healthz", scheme + "://mon-app.example.test/readyz"},
 		"blackbox-exporter": {"blackbox:9115"},
 	}

@@ -32,10 +32,10 @@ type Store interface {
 	GetItem(ctx context.Context, id int64) (Item, error)
 }
 
-// Connection pool limits; each backend replica opens at most maxOpenConns connections.
+// Connection pool limits: each backend replica opens at most Config.DBPoolSize connections
+// (DB_POOL_SIZE, derived from the quotas in compose.prod.yaml; docs/tuning.md) and keeps half
+// of them idle.
 const (
-	maxOpenConns    = 10
-	maxIdleConns    = 5
 	connMaxLifetime = 30 * time.Minute
 	connectTimeout  = 5 * time.Second
 )
@@ -58,7 +58,7 @@ func openDB(cfg Config) (*sql.DB, error) {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	db := sql.OpenDB(connector)
-	setPoolLimits(db)
+	setPoolLimits(db, cfg.DBPoolSize)
 	return db, nil
 }
 
@@ -69,9 +69,9 @@ const (
 	getItemSQL    = `SELECT id, name, created_at FROM items WHERE id = ?`
 )
 
-func setPoolLimits(db *sql.DB) {
-	db.SetMaxOpenConns(maxOpenConns)
-	db.SetMaxIdleConns(maxIdleConns)
+func setPoolLimits(db *sql.DB, size int) {
+	db.SetMaxOpenConns(size)
+	db.SetMaxIdleConns(max(1, size/2))
 	db.SetConnMaxLifetime(connMaxLifetime)
 }
 

@@ -27,6 +27,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		DBName: "app",
 		DBUser: "app",
 
+		DBPoolSize: 10,
+
 		RedisAddr: "cache:6379",
 
 		ShutdownTimeout: 20 * time.Second,
@@ -45,6 +47,7 @@ func TestLoadConfigValues(t *testing.T) {
 		"DB_NAME":          "items",
 		"DB_USER":          "u",
 		"DB_PASSWORD":      "secret",
+		"DB_POOL_SIZE":     "7",
 		"REDIS_ADDR":       "127.0.0.1:6380",
 		"REDIS_PASSWORD":   "rsecret",
 		"REDIS_DB":         "3",
@@ -64,6 +67,7 @@ func TestLoadConfigValues(t *testing.T) {
 		DBName:     "items",
 		DBUser:     "u",
 		DBPassword: "secret",
+		DBPoolSize: 7,
 
 		RedisAddr:     "127.0.0.1:6380",
 		RedisPassword: "rsecret",
@@ -112,12 +116,13 @@ func TestLoadConfigReportsEveryError(t *testing.T) {
 		"MIGRATE_ON_START": "maybe",
 		"SHUTDOWN_TIMEOUT": "soon",
 		"LOG_LEVEL":        "loud",
+		"DB_POOL_SIZE":     "0",
 		"REDIS_DB":         "-1",
 	}))
 	if err == nil {
 		t.Fatal("loadConfig accepted invalid values")
 	}
-	for _, key := range []string{"PORT", "DB_PORT", "MIGRATE_ON_START", "SHUTDOWN_TIMEOUT", "LOG_LEVEL", "REDIS_DB"} {
+	for _, key := range []string{"PORT", "DB_PORT", "MIGRATE_ON_START", "SHUTDOWN_TIMEOUT", "LOG_LEVEL", "DB_POOL_SIZE", "REDIS_DB"} {
 		if !strings.Contains(err.Error(), key+"=") {
 			t.Errorf("error %q does not name %s", err, key)
 		}

@@ -27,6 +27,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		DBName: "app",
 		DBUser: "app",
 
+		DBPoolSize: 10,
+
 		ShutdownTimeout: 20 * time.Second,
 		LogLevel:        slog.LevelInfo,
 	}
@@ -43,6 +45,7 @@ func TestLoadConfigValues(t *testing.T) {
 		"DB_NAME":          "items",
 		"DB_USER":          "u",
 		"DB_PASSWORD":      "secret",
+		"DB_POOL_SIZE":     "7",
 		"MIGRATE_ON_START": "true",
 		"MIGRATIONS_DIR":   "/m",
 		"SHUTDOWN_TIMEOUT": "1m30s",
@@ -59,6 +62,7 @@ func TestLoadConfigValues(t *testing.T) {
 		DBName:     "items",
 		DBUser:     "u",
 		DBPassword: "secret",
+		DBPoolSize: 7,
 
 		MigrateOnStart:  true,
 		MigrationsDir:   "/m",
@@ -103,11 +107,12 @@ func TestLoadConfigReportsEveryError(t *testing.T) {
 		"MIGRATE_ON_START": "maybe",
 		"SHUTDOWN_TIMEOUT": "soon",
 		"LOG_LEVEL":        "loud",
+		"DB_POOL_SIZE":     "0",
 	}))
 	if err == nil {
 		t.Fatal("loadConfig accepted invalid values")
 	}
-	for _, key := range []string{"PORT", "DB_PORT", "MIGRATE_ON_START", "SHUTDOWN_TIMEOUT", "LOG_LEVEL"} {
+	for _, key := range []string{"PORT", "DB_PORT", "MIGRATE_ON_START", "SHUTDOWN_TIMEOUT", "LOG_LEVEL", "DB_POOL_SIZE"} {
 		if !strings.Contains(err.Error(), key+"=") {
 			t.Errorf("error %q does not name %s", err, key)
 		}

@@ -19,6 +19,7 @@ type Config struct {
 	DBName     string
 	DBUser     string
 	DBPassword string
+	DBPoolSize int
 
 	MigrateOnStart  bool
 	MigrationsDir   string
@@ -38,6 +39,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		DBName:     e.str("DB_NAME", "app"),
 		DBUser:     e.str("DB_USER", "app"),
 		DBPassword: e.secret("DB_PASSWORD"),
+		DBPoolSize: e.poolSize("DB_POOL_SIZE", 10),
 
 		MigrateOnStart:  e.boolean("MIGRATE_ON_START", false),
 		MigrationsDir:   e.str("MIGRATIONS_DIR", ""),
@@ -88,6 +90,21 @@ func (e *envReader) port(key string, def int) int {
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > 65535 {
 		e.fail(key, v, "a port number 1-65535")
+		return def
+	}
+	return n
+}
+
+// poolSize reads the number of connections a replica's pool may open: at least 1 (compose.prod.yaml
+// sets it from the quotas, docs/tuning.md).
+func (e *envReader) poolSize(key string, def int) int {
+	v := e.getenv(key)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1000 {
+		e.fail(key, v, "an integer from 1 to 1000")
 		return def
 	}
 	return n

@@ -20,6 +20,8 @@ export function loadConfig(env = process.env) {
       name: e.str('DB_NAME', 'app'),
       user: e.str('DB_USER', 'app'),
       password: e.secret('DB_PASSWORD'),
+      // Connections the pool may open; compose.prod.yaml sets it from the quotas (docs/tuning.md).
+      poolSize: e.int('DB_POOL_SIZE', 10, 1, 1000, 'an integer from 1 to 1000'),
     },
     redis: {
       ...e.addr('REDIS_ADDR', 'cache', 6379),

@@ -12,7 +12,7 @@ export function createStore(db, log) {
     database: db.name,
     user: db.user,
     password: db.password,
-    connectionLimit: 10,
+    connectionLimit: db.poolSize,
     connectTimeout: 5000,
     enableKeepAlive: true,
     charset: 'utf8mb4',

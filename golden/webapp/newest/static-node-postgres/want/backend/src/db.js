@@ -15,7 +15,7 @@ export function createStore(db, log) {
     database: db.name,
     user: db.user,
     password: db.password,
-    max: 10,
+    max: db.poolSize,
     connectionTimeoutMillis: 5000,
     idleTimeoutMillis: 30_000,
     application_name: 'backend',

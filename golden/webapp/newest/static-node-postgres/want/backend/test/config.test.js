@@ -15,6 +15,7 @@ test('defaults', () => {
     name: 'app',
     user: 'app',
     password: '',
+    poolSize: 10,
   });
   assert.equal(cfg.migrateOnStart, false);
   assert.match(cfg.migrationsDir, /migrations[/\\]$/);
@@ -30,13 +31,14 @@ test('values from the environment', () => {
     DB_NAME: 'shop',
     DB_USER: 'shop_app',
     DB_PASSWORD: 's3cret',
+    DB_POOL_SIZE: '7',
     MIGRATE_ON_START: 'true',
     MIGRATIONS_DIR: '/srv/migrations',
     SHUTDOWN_TIMEOUT: '5',
     LOG_LEVEL: 'DEBUG',
   });
   assert.equal(cfg.port, 9000);
-  assert.deepEqual(cfg.db, { host: 'db.internal', port: 6000, name: 'shop', user: 'shop_app', password: 's3cret' });
+  assert.deepEqual(cfg.db, { host: 'db.internal', port: 6000, name: 'shop', user: 'shop_app', password: 's3cret', poolSize: 7 });
   assert.equal(cfg.migrateOnStart, true);
   assert.equal(cfg.migrationsDir, '/srv/migrations');
   assert.equal(cfg.shutdownTimeoutMs, 5000);
@@ -67,10 +69,11 @@ test('every invalid variable is reported at once', () => {
         MIGRATE_ON_START: 'maybe',
         SHUTDOWN_TIMEOUT: 'soon',
         LOG_LEVEL: 'loud',
+        DB_POOL_SIZE: '0',
         DB_PASSWORD_FILE: '/nonexistent/db_password',
       }),
     (err) => {
-      for (const key of ['PORT="80a"', 'DB_PORT="70000"', 'MIGRATE_ON_START="maybe"', 'SHUTDOWN_TIMEOUT="soon"', 'LOG_LEVEL="loud"', 'DB_PASSWORD_FILE: ENOENT']) {
+      for (const key of ['PORT="80a"', 'DB_PORT="70000"', 'MIGRATE_ON_START="maybe"', 'SHUTDOWN_TIMEOUT="soon"', 'LOG_LEVEL="loud"', 'DB_POOL_SIZE="0"', 'DB_PASSWORD_FILE: ENOENT']) {
         assert.ok(err.message.includes(key), `${key} missing from: ${err.message}`);
       }
       return true;

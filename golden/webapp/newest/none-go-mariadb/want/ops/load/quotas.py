@@ -55,7 +55,7 @@ END_MARKER = "<!-- quotas:end -->"
 # Services that compose.monitoring.yaml defines; every other one is in compose.prod.yaml.
 MONITORING_SERVICES = {
     "prometheus", "alertmanager", "grafana", "node-exporter", "cadvisor",
-    "db-exporter", "redis-exporter", "blackbox",
+    "db-exporter", "db-replica-exporter", "redis-exporter", "blackbox",
 }
 
 ROOT = Path(__file__).resolve().parent.parent.parent

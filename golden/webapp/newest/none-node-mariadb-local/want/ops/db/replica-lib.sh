@@ -224,7 +224,8 @@ slave_status() {
 
 # field STATUS NAME: the value of NAME in slave_status's output.
 field() {
-	printf '%s\n' "$1" | awk -v k="$2" '{ sub(/^ +/, "") } index($0, k ": ") == 1 { print substr($0, length(k) + 3); exit }'
+	# A here-string, not a pipe: awk stops early, and a writer into a pipe would die of SIGPIPE.
+	awk -v k="$2" '{ sub(/^ +/, "") } index($0, k ": ") == 1 { print substr($0, length(k) + 3); exit }' <<<"$1"
 }
 
 # wait_gtid NODE POS: waits until NODE (a replica) has applied POS; fails after DB_WAIT_TIMEOUT.

@@ -853,11 +853,15 @@ job_finished() {
 # ---------------------------------------------------------------------------------------
 # Scratch instances for restore tests.
 
-# free_port: a TCP port on 127.0.0.1 nobody listens on.
+# free_port: a TCP port on 127.0.0.1 nobody listens on, below the kernel's ephemeral range:
+# a port in that range may be the local end of any outgoing connection at the moment the
+# scratch server binds it (a busy host's restore test failed on "Address already in use").
 free_port() {
-	local p i
+	local p i low=
+	read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+	((low > 12000)) || low=32768
 	for ((i = 0; i < 50; i++)); do
-		p=$((20000 + RANDOM % 40000))
+		p=$((10000 + RANDOM % (low - 10000)))
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			printf '%s\n' "$p"
 			return 0

@@ -20,7 +20,9 @@ st=$(mariadb "${args[@]}" -E -e 'SHOW SLAVE STATUS') || {
 	exit 1
 }
 [[ -n $st ]] || exit 0 # the primary
-field() { printf '%s\n' "$st" | awk -v k="$1" '{ sub(/^ +/, "") } index($0, k ": ") == 1 { print substr($0, length(k) + 3); exit }'; }
+# A here-string, not a pipe: awk stops at the field, and a writer still writing into the pipe
+# would die of SIGPIPE (exit 141 under pipefail: an unhealthy verdict on a healthy replica).
+field() { awk -v k="$1" '{ sub(/^ +/, "") } index($0, k ": ") == 1 { print substr($0, length(k) + 3); exit }' <<<"$st"; }
 io=$(field Slave_IO_Running)
 sqlt=$(field Slave_SQL_Running)
 if [[ $io != Yes || $sqlt != Yes ]]; then

@@ -167,14 +167,14 @@ func loadComposeEnvFile(dir string, prod bool, env map[string]string, envFile st
 }
 
 // oneShots are services that run to completion; everything else is long-running.
-var oneShots = []string{"migrate"}
+var oneShots = []string{"migrate", "db-roles"}
 
 // checkCommon asserts what holds in development and production alike.
 func checkCommon(t *testing.T, c composeCase, dir string, p *types.Project, prod bool) {
 	t.Helper()
 	mode := map[bool]string{false: "dev", true: "prod"}[prod]
 
-	want := []string{"backend", "db", "migrate"}
+	want := []string{"backend", "db", "db-roles", "migrate"}
 	if c.cache == "redis" {
 		want = append(want, "cache")
 	}
@@ -333,7 +333,7 @@ func checkCommon(t *testing.T, c composeCase, dir string, p *types.Project, prod
 
 	backend := p.Services["backend"]
 	wantDeps := map[string]string{"db": types.ServiceConditionHealthy, "migrate": types.ServiceConditionCompletedSuccessfully}
-	backendSecrets := []string{"db_password"}
+	backendSecrets := []string{"db_rw_password"}
 	if c.cache == "redis" {
 		wantDeps["cache"] = types.ServiceConditionHealthy
 		backendSecrets = append(backendSecrets, "redis_password")
@@ -352,7 +352,9 @@ func checkCommon(t *testing.T, c composeCase, dir string, p *types.Project, prod
 		}
 	}
 	e2eutil.CheckDeps(t, mode+" backend", backend, wantDeps)
-	e2eutil.CheckDeps(t, mode+" migrate", p.Services["migrate"], map[string]string{"db": types.ServiceConditionHealthy})
+	e2eutil.CheckDeps(t, mode+" migrate", p.Services["migrate"], map[string]string{"db": types.ServiceConditionHealthy,
+		"db-roles": types.ServiceConditionCompletedSuccessfully})
+	checkRoles(t, c, mode, p)
 	if got := e2eutil.SecretNames(backend); !slices.Equal(got, backendSecrets) {
 		t.Errorf("%s backend: secrets %v, want %v", mode, got, backendSecrets)
 	}
@@ -363,10 +365,22 @@ func checkCommon(t *testing.T, c composeCase, dir string, p *types.Project, prod
 		t.Errorf("%s migrate: image %q command %q, want the backend image %q with `migrate`", mode, m.Image, m.Command, backend.Image)
 	}
 	dbPort := map[string]string{"postgres": "5432", "mariadb": "3306"}[c.db]
-	for k, want := range map[string]string{"DB_HOST": "db", "DB_PORT": dbPort, "DB_NAME": "app", "DB_USER": "app", "PORT": "8080"} {
+	for k, want := range map[string]string{"DB_HOST": "db", "DB_PORT": dbPort, "DB_NAME": "app", "DB_USER": "app_rw",
+		"DB_PASSWORD_FILE": "/run/secrets/db_rw_password", "PORT": "8080"} {
 		if got := e2eutil.Deref(backend.Environment[k]); got != want {
 			t.Errorf("%s backend: %s=%q, want %q", mode, k, got, want)
 		}
+	}
+	// migrate: the backend's settings but the migration role.
+	migrate := p.Services["migrate"]
+	for k, want := range map[string]string{"DB_HOST": "db", "DB_PORT": dbPort, "DB_NAME": "app", "DB_USER": "app_migrate",
+		"DB_PASSWORD_FILE": "/run/secrets/db_migrate_password"} {
+		if got := e2eutil.Deref(migrate.Environment[k]); got != want {
+			t.Errorf("%s migrate: %s=%q, want %q", mode, k, got, want)
+		}
+	}
+	if got := e2eutil.SecretNames(migrate); !slices.Equal(got, []string{"db_migrate_password"}) {
+		t.Errorf("%s migrate: secrets %v, want [db_migrate_password]", mode, got)
 	}
 	if got, want := p.Services["backend"].HealthCheck.Test, contractHealthchecks[c.backend]; !slices.Equal(got, want) {
 		t.Errorf("%s backend: healthcheck %q, want %q from docs/webapp-contract.md", mode, got, want)
@@ -566,4 +580,41 @@ func publishes(s types.ServiceConfig, target uint32, published string) bool {
 		}
 	}
 	return false
+}
+
+// checkRoles checks the one-shot db-roles: the database's image (its client) running the
+// generated ops/db/roles.sh against the primary once db is healthy, with the superuser's and
+// the roles' secrets and nothing else.
+func checkRoles(t *testing.T, c composeCase, mode string, p *types.Project) {
+	t.Helper()
+	r, ok := p.Services["db-roles"]
+	if !ok {
+		t.Errorf("%s: no db-roles service", mode)
+		return
+	}
+	if r.Image != p.Services["db"].Image {
+		t.Errorf("%s db-roles: image %q, want the db's %q", mode, r.Image, p.Services["db"].Image)
+	}
+	if got := strings.Join(r.Entrypoint, " "); got != "bash /opt/opsready/db/roles.sh" {
+		t.Errorf("%s db-roles: entrypoint %q, want bash /opt/opsready/db/roles.sh", mode, got)
+	}
+	if m, ok := e2eutil.BindMount(r, "/opt/opsready/db"); !ok || !strings.HasSuffix(m.Source, "/ops/db") || !m.ReadOnly {
+		t.Errorf("%s db-roles: /opt/opsready/db is %+v, want ./ops/db read-only", mode, m)
+	}
+	if got := e2eutil.Deref(r.Environment["DB_HOST"]); got != "db" {
+		t.Errorf("%s db-roles: DB_HOST=%q, want db (the primary, as the backend's)", mode, got)
+	}
+	admin := map[string]string{"postgres": "db_password", "mariadb": "db_root_password"}[c.db]
+	want := []string{admin, "db_rw_password", "db_migrate_password", "db_monitor_password"}
+	if c.db == "mariadb" {
+		want = append(want, "db_backup_password")
+	}
+	slices.Sort(want)
+	if got := e2eutil.SecretNames(r); !slices.Equal(got, want) {
+		t.Errorf("%s db-roles: secrets %v, want %v", mode, got, want)
+	}
+	e2eutil.CheckDeps(t, mode+" db-roles", r, map[string]string{"db": types.ServiceConditionHealthy})
+	if r.HealthCheck == nil || !r.HealthCheck.Disable || r.Restart != "no" {
+		t.Errorf("%s db-roles: healthcheck %+v restart %q, want a one-shot (disabled, no)", mode, r.HealthCheck, r.Restart)
+	}
 }

@@ -128,7 +128,9 @@ func TestMonitoringCompose(t *testing.T) {
 func mcCheckServices(t *testing.T, c mcCase, dir string, p *types.Project) {
 	t.Helper()
 	mon := mcServices(c.db, c.cache)
-	want := []string{"backend", "db", "migrate", "proxy"}
+	// db-roles: the one-shot that creates the exporter's role app_monitor (checked in
+	// compose_test.go), which db-exporter waits for.
+	want := []string{"backend", "db", "db-roles", "migrate", "proxy"}
 	if c.cache == "redis" {
 		want = append(want, "cache")
 	}
@@ -141,11 +143,6 @@ func mcCheckServices(t *testing.T, c mcCase, dir string, p *types.Project) {
 	if c.replica() == "streaming" {
 		// The replica and the exporter that watches its replication (replica-monitoring).
 		want = append(want, "db-replica", "db-replica-exporter")
-	}
-	if c.db == "mariadb" {
-		// The one-shot that grants the exporter's user SLAVE MONITOR (mcCheckGrantJob).
-		want = append(want, "db-exporter-grant")
-		mcCheckGrantJob(t, c, p)
 	}
 	slices.Sort(want)
 	if got := p.ServiceNames(); !slices.Equal(got, want) {
@@ -223,7 +220,7 @@ func mcCheckServices(t *testing.T, c mcCase, dir string, p *types.Project) {
 
 		for dep, d := range s.DependsOn {
 			target, ok := p.Services[dep]
-			if name == "db-exporter" && dep == "db-exporter-grant" && d.Condition == types.ServiceConditionCompletedSuccessfully {
+			if strings.HasPrefix(name, "db-") && dep == "db-roles" && d.Condition == types.ServiceConditionCompletedSuccessfully {
 				continue // a one-shot: `up --wait` accepts it exited because a service waits for it
 			}
 			if !ok || d.Condition != types.ServiceConditionHealthy || target.HealthCheck == nil || target.HealthCheck.Disable {
@@ -263,42 +260,13 @@ func mcCheckServices(t *testing.T, c mcCase, dir string, p *types.Project) {
 	}
 }
 
-// mcCheckGrantJob checks the MariaDB one-shot db-exporter-grant: the database's image, run once
-// per `up` after the database is healthy, with log rotation and small limits.
-func mcCheckGrantJob(t *testing.T, c mcCase, p *types.Project) {
-	t.Helper()
-	g, ok := p.Services["db-exporter-grant"]
-	if !ok {
-		t.Errorf("mariadb: no db-exporter-grant service")
-		return
-	}
-	if g.Image != p.Services["db"].Image {
-		t.Errorf("db-exporter-grant: image %q, want the db's %q (its client)", g.Image, p.Services["db"].Image)
-	}
-	if g.Restart != "no" {
-		t.Errorf("db-exporter-grant: restart %q, want \"no\"", g.Restart)
-	}
-	if g.DependsOn["db"].Condition != types.ServiceConditionHealthy {
-		t.Errorf("db-exporter-grant: does not wait for a healthy db: %+v", g.DependsOn)
-	}
-	if g.Logging == nil || g.Logging.Options["max-size"] != c.logSize {
-		t.Errorf("db-exporter-grant: logging %+v, want the rotated json-file", g.Logging)
-	}
-	if g.Deploy == nil || g.Deploy.Resources.Limits == nil || g.Deploy.Resources.Limits.MemoryBytes <= 0 {
-		t.Errorf("db-exporter-grant: no resource limits")
-	}
-	if len(g.Ports) > 0 {
-		t.Errorf("db-exporter-grant publishes ports %+v", g.Ports)
-	}
-}
-
 // mcCheckSecrets asserts that secrets come from files under secrets/ and reach processes only
 // through *_FILE variables or a shell that cats the mounted file.
 func mcCheckSecrets(t *testing.T, c mcCase, dir string, p *types.Project, external map[string]bool) {
 	t.Helper()
 	wantSecrets := map[string][]string{
 		"grafana":     {"grafana_admin_password"},
-		"db-exporter": {"db_password"},
+		"db-exporter": {"db_monitor_password"},
 	}
 	am := []string{"deadman_url"}
 	for _, ch := range c.channels {
@@ -352,7 +320,7 @@ func mcCheckSecrets(t *testing.T, c mcCase, dir string, p *types.Project, extern
 		// Exporters without a *_FILE option read the password in a shell from the secret.
 		script := strings.Join(append(slices.Clone([]string(s.Entrypoint)), s.Command...), " ")
 		for _, env := range []string{"MYSQLD_EXPORTER_PASSWORD", "REDIS_PASSWORD"} {
-			if strings.Contains(script, env) && !regexp.MustCompile(env+`="\$\(cat /run/secrets/(db|redis)_password\)"`).MatchString(script) {
+			if strings.Contains(script, env) && !regexp.MustCompile(env+`="\$\(cat /run/secrets/(db_monitor|redis)_password\)"`).MatchString(script) {
 				t.Errorf("%s: %s does not come from a mounted secret file: %q", name, env, script)
 			}
 		}
@@ -362,11 +330,18 @@ func mcCheckSecrets(t *testing.T, c mcCase, dir string, p *types.Project, extern
 	}
 	dbx := p.Services["db-exporter"]
 	if c.db == "postgres" {
-		if got := e2eutil.Deref(dbx.Environment["DATA_SOURCE_PASS_FILE"]); got != "/run/secrets/db_password" {
-			t.Errorf("db-exporter: DATA_SOURCE_PASS_FILE=%q, want /run/secrets/db_password", got)
+		if got := e2eutil.Deref(dbx.Environment["DATA_SOURCE_PASS_FILE"]); got != "/run/secrets/db_monitor_password" {
+			t.Errorf("db-exporter: DATA_SOURCE_PASS_FILE=%q, want /run/secrets/db_monitor_password", got)
 		}
-	} else if script := strings.Join(dbx.Entrypoint, " "); !strings.Contains(script, "MYSQLD_EXPORTER_PASSWORD") || !strings.Contains(script, "--mysqld.address=db:3306") {
-		t.Errorf("db-exporter: entrypoint %q, want MYSQLD_EXPORTER_PASSWORD from the secret and --mysqld.address=db:3306", script)
+		if got := e2eutil.Deref(dbx.Environment["DATA_SOURCE_USER"]); got != "app_monitor" {
+			t.Errorf("db-exporter: DATA_SOURCE_USER=%q, want app_monitor", got)
+		}
+	} else if script := strings.Join(dbx.Entrypoint, " "); !strings.Contains(script, "MYSQLD_EXPORTER_PASSWORD") ||
+		!strings.Contains(script, "--mysqld.address=db:3306") || !strings.Contains(script, "--mysqld.username=app_monitor") {
+		t.Errorf("db-exporter: entrypoint %q, want MYSQLD_EXPORTER_PASSWORD from the secret, --mysqld.address=db:3306 and --mysqld.username=app_monitor", script)
+	}
+	if got := dbx.DependsOn["db-roles"].Condition; got != types.ServiceConditionCompletedSuccessfully {
+		t.Errorf("db-exporter: does not wait for db-roles to complete (%q): its role would not exist yet", got)
 	}
 	// Every secret the monitoring file declares was written by `new`.
 	for name, sec := range p.Secrets {

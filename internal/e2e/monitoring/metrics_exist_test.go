@@ -15,7 +15,7 @@ package monitoring
 //
 //	mysqld_exporter 0.17.2     a primary and a replica MariaDB (10.11 here; the image is 11.4),
 //	                           both with a binary log, as the app user with the SLAVE MONITOR
-//	                           and BINLOG MONITOR grants of db-exporter-grant
+//	                           and BINLOG MONITOR grants of ops/db/roles.sh (db-exporter-grant before 1.6.0)
 //	postgres_exporter 0.17.1   PostgreSQL 15 here (the image is 17): a primary with a streaming
 //	                           standby on a replication slot, and the standby, as a role in
 //	                           pg_monitor (the compose file's app user is the superuser)
@@ -203,9 +203,9 @@ func mexGenerate(t *testing.T, set map[string]string) string {
 // TestMexMysqlReplicaStatus: MysqlReplicationLag reads mysql_slave_status_*, so each MariaDB
 // exporter (db-exporter, and db-replica-exporter with a replica) must run the replica-status
 // collector, and its user must hold the privilege MariaDB asks for SHOW REPLICA STATUS; with
-// the binlog_size collector (MysqlBinlogDiskUsage), the one for SHOW BINARY LOGS too. A
-// compose service grants them before the exporters start. Each grant statement is run against
-// the local MariaDB to prove it is the one that works.
+// the binlog_size collector (MysqlBinlogDiskUsage), the one for SHOW BINARY LOGS too.
+// ops/db/roles.sh grants them, run by a one-shot service the exporters wait for. Each grant is
+// run against the local MariaDB to prove it is the one that works.
 func TestMexMysqlReplicaStatus(t *testing.T) {
 	t.Parallel()
 	dir := mexGenerate(t, map[string]string{"db": "mariadb"})
@@ -240,31 +240,39 @@ func TestMexMysqlReplicaStatus(t *testing.T) {
 			t.Fatalf("%s: no --mysqld.username in %q", name, args)
 		}
 		if user != "" && u[1] != user {
-			t.Errorf("%s runs as %s, db-exporter as %s: one grant service grants one user", name, u[1], user)
+			t.Errorf("%s runs as %s, db-exporter as %s: ops/db/roles.sh grants one monitoring account", name, u[1], user)
 		}
 		user = u[1]
 	}
 	if _, ok := need[`BINLOG MONITOR`]; !ok {
 		t.Errorf("no MariaDB exporter runs with --collect.binlog_size: mysql_binlog_size_bytes never exists and MysqlBinlogDiskUsage can never fire")
 	}
-	grants := map[string]string{} // privilege pattern -> the grant statement found
+	// The grants come from ops/db/roles.sh, run by the one-shot service whose entrypoint it is:
+	// the monitoring account's set and name as the script has them.
 	var grantSvc string
-	for priv := range need {
-		re := regexp.MustCompile(`(?i)GRANT ` + priv + ` ON \*\.\* TO '` + regexp.QuoteMeta(user) + `'@'%'`)
-		for name, s := range p.Services {
-			if m := re.FindString(cmdline(s)); m != "" {
-				if grantSvc != "" && name != grantSvc {
-					t.Errorf("the exporter's grants are split over %s and %s", grantSvc, name)
-				}
-				grants[priv], grantSvc = m, name
-			}
-		}
-		if grants[priv] == "" {
-			t.Errorf("no service grants %s to the exporter's user %s: MariaDB refuses %s without it", priv, user, need[priv])
+	for name, s := range p.Services {
+		if strings.Contains(cmdline(s), "/opt/opsready/db/roles.sh") {
+			grantSvc = name
 		}
 	}
 	if grantSvc == "" {
-		t.FailNow()
+		t.Fatal("no service runs ops/db/roles.sh, which grants the exporter's account its privileges")
+	}
+	script := e2eutil.ReadFile(t, filepath.Join(dir, "ops", "db", "roles.sh"))
+	if m := regexp.MustCompile(`DB_MONITOR_USER:=(\S+)\}`).FindStringSubmatch(script); m == nil || m[1] != user {
+		t.Errorf("ops/db/roles.sh's monitoring account is %v, the exporters log in as %s", m, user)
+	}
+	set := regexp.MustCompile(`\[MONITOR\]="\*\.\*\|([^"]+)"`).FindStringSubmatch(script)
+	if set == nil {
+		t.Fatalf("ops/db/roles.sh has no [MONITOR]=\"*.*|...\" privilege set")
+	}
+	grants := map[string]string{} // privilege pattern -> the grant statement that gives it
+	for priv := range need {
+		if m := regexp.MustCompile(`(?i)\b` + priv + `\b`).FindString(set[1]); m != "" {
+			grants[priv] = "GRANT " + m + " ON *.* TO '" + user + "'@'%'"
+		} else {
+			t.Errorf("ops/db/roles.sh does not grant %s to the exporter's account %s (%s): MariaDB refuses %s without it", priv, user, set[1], need[priv])
+		}
 	}
 	for _, name := range exporters {
 		if dep, ok := p.Services[name].DependsOn[grantSvc]; !ok || dep.Condition != types.ServiceConditionCompletedSuccessfully {

@@ -718,30 +718,26 @@ func TestRalMariadbReplication(t *testing.T) {
 	if !strings.Contains(prom, `"db-exporter:9104", "db-replica-exporter:9104"`) {
 		t.Errorf("prometheus.yml does not scrape db-replica-exporter:9104 in job mysql")
 	}
-	// The grants, exactly as db-exporter-grant runs them.
-	grantRe := regexp.MustCompile(`--execute="([^"]+)"`)
-	g := grantRe.FindStringSubmatch(strings.Join(services["db-exporter-grant"].Entrypoint, " "))
-	if g == nil {
-		t.Fatalf("db-exporter-grant: no --execute in %q", services["db-exporter-grant"].Entrypoint)
-	}
-	grants := g[1]
 	user, primaryFlags := ralMysqldFlags(t, services["db-exporter"])
 	_, replicaFlags := ralMysqldFlags(t, services["db-replica-exporter"])
 
 	primary := ralStartMariadb(t, 1, "--log-bin=mysql-bin", "--binlog-format=ROW")
 	replica := ralStartMariadb(t, 2, "--read-only")
-	// What the mariadb image creates for MARIADB_USER, then the replication account.
-	primary.sql(t, fmt.Sprintf(`CREATE DATABASE app; CREATE USER '%[1]s'@'%%' IDENTIFIED BY 'app-pw';
-GRANT ALL PRIVILEGES ON app.* TO '%[1]s'@'%%'; CREATE USER 'repl'@'%%' IDENTIFIED BY 'repl-pw';
-GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%%'; CREATE TABLE app.t (id INT PRIMARY KEY); INSERT INTO app.t VALUES (1), (2);`, user))
-	// Without the generated grants the exporter's user cannot list the binary logs (the
-	// binlog_size collector); with them it can.
-	if _, err := primary.sqlErr(user, "SHOW BINARY LOGS"); err == nil {
-		t.Errorf("SHOW BINARY LOGS worked for %s before the grants: this test cannot tell whether they are needed", user)
+	// What the mariadb image creates for MARIADB_USER (the exporter's account before 1.6), an
+	// administrator that reaches the server over TCP as root does in compose, the replication
+	// account.
+	primary.sql(t, `CREATE DATABASE app; CREATE USER 'app'@'%' IDENTIFIED BY 'app-pw';
+GRANT ALL PRIVILEGES ON app.* TO 'app'@'%'; CREATE USER 'ral_admin'@'%' IDENTIFIED BY 'admin-pw';
+GRANT ALL PRIVILEGES ON *.* TO 'ral_admin'@'%' WITH GRANT OPTION; CREATE USER 'repl'@'%' IDENTIFIED BY 'repl-pw';
+GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'; CREATE TABLE app.t (id INT PRIMARY KEY); INSERT INTO app.t VALUES (1), (2);`)
+	// Without the generated roles the application's account cannot list the binary logs
+	// (the binlog_size collector); the exporter's role that ops/db/roles.sh creates can.
+	if _, err := primary.sqlErr("app", "SHOW BINARY LOGS"); err == nil {
+		t.Errorf("SHOW BINARY LOGS worked for app: this test cannot tell whether the exporter's grants are needed")
 	}
-	primary.sql(t, grants)
+	ralRunRoles(t, dir, primary)
 	if _, err := primary.sqlErr(user, "SHOW BINARY LOGS"); err != nil {
-		t.Errorf("SHOW BINARY LOGS as %s after the generated grants (%s): %v", user, grants, err)
+		t.Errorf("SHOW BINARY LOGS as %s after ops/db/roles.sh: %v", user, err)
 	}
 	replica.sql(t, fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%d, MASTER_USER='repl', MASTER_PASSWORD='repl-pw', MASTER_USE_GTID=slave_pos; START SLAVE;", primary.port))
 	// The rows and the grants reach the replica through the binary log.
@@ -783,7 +779,7 @@ GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%%'; CREATE TABLE app.t (id INT PRIMAR
 			}
 		}
 		if len(ralPick(realP, "mysql_binlog_size_bytes")) != 1 {
-			t.Errorf("the primary's exporter has no mysql_binlog_size_bytes (flags %q, grants %q)", primaryFlags, grants)
+			t.Errorf("the primary's exporter has no mysql_binlog_size_bytes (flags %q, grants of ops/db/roles.sh)", primaryFlags)
 		}
 		return ralPick(realP, names...), ralPick(realR, names...)
 	}
@@ -1003,4 +999,28 @@ func TestRalPostgresReplication(t *testing.T) {
 	size := strconv.FormatFloat(5*held, 'f', 0, 64)
 	inputs[`node_filesystem_size_bytes{device="/dev/sda1",fstype="ext4",instance="node-exporter:9100",job="node",mountpoint="/"}`] = strings.Repeat(size+" ", 3) + size
 	ralExprTest(t, promtool, t.TempDir(), "slot-retaining", retaining, inputs, []int{0, 1}, []int{2, 3})
+}
+
+// ralRunRoles runs the generated ops/db/roles.sh against m as ral_admin, every role's password
+// app-pw (the one sqlErr logs in with).
+func ralRunRoles(t *testing.T, dir string, m ralMy) {
+	t.Helper()
+	pw := t.TempDir()
+	env := append(os.Environ(), "DB_HOST=127.0.0.1", "DB_PORT="+strconv.Itoa(m.port), "DB_ADMIN_USER=ral_admin", "DB_WAIT_SECONDS=30")
+	for _, v := range []string{"ADMIN", "APP", "MIGRATE", "MONITOR", "BACKUP"} {
+		content := "app-pw"
+		if v == "ADMIN" {
+			content = "admin-pw"
+		}
+		f := filepath.Join(pw, v)
+		if err := os.WriteFile(f, []byte(content+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		env = append(env, "DB_"+v+"_PASSWORD_FILE="+f)
+	}
+	cmd := exec.Command("bash", filepath.Join(dir, "ops", "db", "roles.sh"))
+	cmd.Env = env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ops/db/roles.sh: %v\n%s", err, out)
+	}
 }

@@ -27,7 +27,8 @@ func bmyStartServer(t *testing.T) bmyServer {
 	base := t.TempDir()
 	s := bmyServer{datadir: filepath.Join(base, "data"), sock: filepath.Join(base, "mysqld.sock")}
 	s.conn = bmyConn{args: []string{"--no-defaults", "--socket=" + s.sock, "-u", "root"}}
-	install := []string{"--no-defaults", "--datadir=" + s.datadir, "--auth-root-authentication-method=normal", "--skip-test-db"}
+	install := []string{"--no-defaults", "--datadir=" + s.datadir, "--auth-root-authentication-method=normal", "--skip-test-db",
+		"--tmpdir=" + e2eutil.MariadbTmpDir(t, base)}
 	server := []string{"--no-defaults", "--datadir=" + s.datadir, "--socket=" + s.sock,
 		"--port=" + strconv.Itoa(e2eutil.FreePort(t)), "--bind-address=127.0.0.1", "--log-error=" + filepath.Join(base, "mysqld.log"),
 		"--pid-file=" + filepath.Join(base, "mysqld.pid"), "--innodb-buffer-pool-size=64M", "--skip-log-bin"}

@@ -29,3 +29,18 @@ func MariadbAccounts(t testing.TB, exclusive bool) func() {
 	}
 	return func() { _ = f.Close() } // closing the file releases the lock
 }
+
+// MariadbTmpDir makes dir/tmp (mode 1777, for a server run as mysql) for one test server's
+// mariadb-install-db: its bootstrap server writes temporary tables into the default /tmp, and
+// bootstraps running at once there were seen to fail on each other's files.
+func MariadbTmpDir(t testing.TB, dir string) string {
+	t.Helper()
+	p := filepath.Join(dir, "tmp")
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

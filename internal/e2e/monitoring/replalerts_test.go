@@ -597,7 +597,8 @@ func ralStartMariadb(t *testing.T, serverID int, extra ...string) ralMy {
 	t.Helper()
 	base := e2eutil.FastTempDir(t)
 	m := ralMy{sock: filepath.Join(base, "sock"), port: e2eutil.FreePort(t)}
-	install := []string{"--no-defaults", "--datadir=" + filepath.Join(base, "data"), "--auth-root-authentication-method=normal", "--skip-test-db"}
+	install := []string{"--no-defaults", "--datadir=" + filepath.Join(base, "data"), "--auth-root-authentication-method=normal", "--skip-test-db",
+		"--tmpdir=" + e2eutil.MariadbTmpDir(t, base)}
 	server := append([]string{"--no-defaults", "--datadir=" + filepath.Join(base, "data"), "--socket=" + m.sock,
 		"--port=" + strconv.Itoa(m.port), "--bind-address=127.0.0.1", "--skip-name-resolve", "--log-error=" + filepath.Join(base, "error.log"),
 		"--pid-file=" + filepath.Join(base, "pid"), "--innodb-buffer-pool-size=32M", "--server-id=" + strconv.Itoa(serverID)}, extra...)

@@ -63,7 +63,8 @@ func rolMdStart(t *testing.T) *rolMdServer {
 		port: e2eutil.FreePort(t), secrets: filepath.Join(dir, "secrets"), pw: map[string]string{}}
 	// --skip-name-resolve: no lookup of the host name, which can fail for a moment on a busy
 	// host (one run saw mariadb-install-db exit 1 here).
-	install := []string{"--no-defaults", "--datadir=" + s.datadir, "--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve"}
+	install := []string{"--no-defaults", "--datadir=" + s.datadir, "--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve",
+		"--tmpdir=" + e2eutil.MariadbTmpDir(t, dir)}
 	server := []string{"--no-defaults", "--datadir=" + s.datadir, "--socket=" + s.sock, "--port=" + strconv.Itoa(s.port),
 		"--bind-address=127.0.0.1", "--log-error=" + filepath.Join(dir, "mysqld.log"), "--pid-file=" + filepath.Join(dir, "mysqld.pid"),
 		"--innodb-buffer-pool-size=64M", "--log-bin=" + filepath.Join(s.datadir, "bin"), "--server-id=1"}

@@ -58,7 +58,7 @@ func tunStartMariadb(t testing.TB, procs string, args []string) *tunDB {
 	base := tunDir(t, "mysql")
 	data := filepath.Join(base, "data")
 	install := exec.Command("mariadb-install-db", "--no-defaults", "--datadir="+data, "--user=mysql",
-		"--auth-root-authentication-method=normal", "--skip-test-db")
+		"--auth-root-authentication-method=normal", "--skip-test-db", "--tmpdir="+e2eutil.MariadbTmpDir(t, base))
 	if out, err := install.CombinedOutput(); err != nil {
 		t.Fatalf("mariadb-install-db: %v\n%s", err, out)
 	}
